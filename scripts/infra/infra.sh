@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Local infrastructure for tests and the demo, without Docker:
+# one Apache Kafka 4.x KRaft node and an Apicurio schema registry (Confluent API), both on loopback.
+#
+#   infra.sh fetch    resolve the jars from Maven Central into ~/.cache/tanma-infra (once)
+#   infra.sh start    fetch, format, start both, wait until they answer; writes $STATE/env
+#   infra.sh stop     stop what `start` started, by pid
+#   infra.sh status   print the env file if both are up
+#
+# Everything lives in $TANMA_INFRA_DIR (default: <repo>/.infra). Processes are stopped by the pids
+# recorded there, never by name.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+STATE="${TANMA_INFRA_DIR:-$repo/.infra}"
+CACHE="${TANMA_INFRA_CACHE:-$HOME/.cache/tanma-infra}"
+KAFKA_VERSION="4.1.1"
+APICURIO_VERSION="3.3.3"
+KAFKA_PORT="${TANMA_KAFKA_PORT:-19092}"
+CONTROLLER_PORT="${TANMA_CONTROLLER_PORT:-19093}"
+REGISTRY_PORT="${TANMA_REGISTRY_PORT:-18081}"
+REGISTRY_MGMT_PORT="${TANMA_REGISTRY_MGMT_PORT:-19000}"
+KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION"
+APICURIO_HOME="$CACHE/apicurio-$APICURIO_VERSION"
+JAVA="${JAVA:-java}"
+
+# Apicurio 3.3 is built for Java 21+; the broker runs on the machine's default Java (17+).
+registry_java() {
+  if [ -n "${REGISTRY_JAVA:-}" ]; then echo "$REGISTRY_JAVA"; return; fi
+  local j v
+  for j in "$JAVA" /usr/lib/jvm/*/bin/java; do
+    [ -x "$(command -v "$j" 2>/dev/null)" ] || continue
+    v=$("$j" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')
+    if [ "${v%%.*}" -ge 21 ] 2>/dev/null; then echo "$j"; return; fi
+  done
+  die "the schema registry (Apicurio $APICURIO_VERSION) needs Java 21 or newer; none found (set REGISTRY_JAVA)"
+}
+
+log() { printf '[infra] %s\n' "$*" >&2; }
+die() { printf '[infra] error: %s\n' "$*" >&2; exit 1; }
+
+now_ms() { date +%s%3N; }
+
+fetch() {
+  command -v mvn >/dev/null || die "mvn not found: Maven is needed to fetch the broker jars"
+  command -v "$JAVA" >/dev/null || die "java not found: Java 17+ is needed to run the broker"
+  if [ ! -f "$KAFKA_LIBS/.complete" ]; then
+    log "resolving Kafka $KAFKA_VERSION jars into $KAFKA_LIBS"
+    rm -rf "$KAFKA_LIBS"
+    mvn -B -q -f "$here/pom.xml" -Dkafka.version="$KAFKA_VERSION" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS"
+    touch "$KAFKA_LIBS/.complete"
+  fi
+  if [ ! -f "$APICURIO_HOME/.complete" ]; then
+    log "resolving Apicurio Registry $APICURIO_VERSION into $APICURIO_HOME"
+    rm -rf "$APICURIO_HOME"
+    mvn -B -q -f "$here/pom.xml" dependency:unpack -Dmdep.overWriteReleases=true \
+      -Dartifact="io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all" -DoutputDirectory="$APICURIO_HOME"
+    [ -f "$APICURIO_HOME/quarkus-run.jar" ] || die "Apicurio archive has no quarkus-run.jar"
+    touch "$APICURIO_HOME/.complete"
+  fi
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_for NAME DEADLINE_SECS PIDFILE LOGFILE CMD...: poll CMD until it succeeds, the process dies, or time runs out.
+wait_for() {
+  local name="$1" secs="$2" pidfile="$3" logfile="$4"; shift 4
+  local deadline=$(( $(date +%s) + secs ))
+  until "$@" >/dev/null 2>&1; do
+    if ! alive "$pidfile"; then
+      tail -n 40 "$logfile" >&2 || true
+      die "$name exited during start-up (log: $logfile)"
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      tail -n 40 "$logfile" >&2 || true
+      die "$name did not answer within ${secs}s (log: $logfile)"
+    fi
+    sleep 0.2
+  done
+}
+
+start_kafka() {
+  if alive "$STATE/kafka.pid"; then log "Kafka already running (pid $(cat "$STATE/kafka.pid"))"; return; fi
+  local data="$STATE/kafka"
+  rm -rf "$data"; mkdir -p "$data"
+  sed -e "s#@DATA@#$data#g" -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" \
+    "$here/server.properties.in" >"$data/server.properties"
+  local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1
+    -Djava.awt.headless=true "-Dlog4j2.configurationFile=$here/log4j2.properties" -cp "$KAFKA_LIBS/*")
+  local t0; t0=$(now_ms)
+  "$JAVA" "${java_opts[@]}" kafka.tools.StorageTool format --standalone -t "$("$JAVA" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null || echo 4L6g3nShT-eMCtK--X86sw)" \
+    -c "$data/server.properties" >"$data/format.log" 2>&1 || { cat "$data/format.log" >&2; die "formatting the KRaft log dir failed"; }
+  "$JAVA" "${java_opts[@]}" kafka.Kafka "$data/server.properties" >"$data/kafka.log" 2>&1 &
+  echo $! >"$STATE/kafka.pid"
+  wait_for "Kafka" 120 "$STATE/kafka.pid" "$data/kafka.log" python3 "$here/kafka_ready.py" "127.0.0.1:$KAFKA_PORT"
+  log "Kafka $KAFKA_VERSION up on 127.0.0.1:$KAFKA_PORT in $(( $(now_ms) - t0 )) ms (incl. format)"
+}
+
+start_registry() {
+  if alive "$STATE/registry.pid"; then log "registry already running (pid $(cat "$STATE/registry.pid"))"; return; fi
+  local data="$STATE/registry"
+  rm -rf "$data"; mkdir -p "$data"
+  local t0; t0=$(now_ms)
+  local rjava; rjava=$(registry_java)
+  ( cd "$data" && exec "$rjava" -Xmx384m -XX:TieredStopAtLevel=1 \
+      -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+      -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MGMT_PORT" \
+      -jar "$APICURIO_HOME/quarkus-run.jar" ) >"$data/registry.log" 2>&1 &
+  echo $! >"$STATE/registry.pid"
+  wait_for "schema registry" 180 "$STATE/registry.pid" "$data/registry.log" \
+    curl -fsS "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects"
+  log "Apicurio Registry $APICURIO_VERSION up on 127.0.0.1:$REGISTRY_PORT in $(( $(now_ms) - t0 )) ms"
+}
+
+stop_one() {
+  local name="$1" pidfile="$STATE/$1.pid"
+  [ -f "$pidfile" ] || return 0
+  local pid; pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then log "$name did not stop on SIGTERM; killing"; kill -KILL "$pid" 2>/dev/null || true; fi
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$pidfile"
+}
+
+write_env() {
+  cat >"$STATE/env" <<ENV
+export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
+export SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7
+ENV
+}
+
+cmd="${1:-}"
+case "$cmd" in
+  fetch) fetch ;;
+  start)
+    mkdir -p "$STATE"
+    fetch
+    start_kafka
+    start_registry
+    write_env
+    cat "$STATE/env"
+    ;;
+  stop)
+    stop_one registry
+    stop_one kafka
+    rm -f "$STATE/env"
+    ;;
+  status)
+    if alive "$STATE/kafka.pid" && alive "$STATE/registry.pid"; then cat "$STATE/env"; else echo "not running"; exit 1; fi
+    ;;
+  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,638 @@
+//! Configuration: one serde tree, loaded from a TOML file with every key overridable by an
+//! environment variable, then validated as a whole.
+//!
+//! Environment overrides use the prefix `TANMA_` and `__` between levels:
+//! `TANMA_API__BASE_URL`, `TANMA_KAFKA__BOOTSTRAP_SERVERS`, `TANMA_WINDOWS__SETTLE_LAG_SECS`.
+//! Secrets (`api.app_key`, `kafka.sasl_password`, `schema_registry.password`) may come only from
+//! the environment or from a file named by the matching `*_file` key, never from the config file
+//! itself. Unknown keys are rejected. [`Config::validate`] lists every problem at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The Tanma API.
+    pub api: ApiConfig,
+    /// Time windows: backfill, lookback, re-scans.
+    pub windows: WindowsConfig,
+    /// Kafka connection and producer.
+    pub kafka: KafkaConfig,
+    /// Topic names and settings.
+    pub topics: TopicsConfig,
+    /// Optional Confluent-compatible schema registry.
+    pub schema_registry: SchemaRegistryConfig,
+    /// Local diff-state store.
+    pub state: StateConfig,
+    /// Metrics, health, logging, shutdown.
+    pub ops: OpsConfig,
+}
+
+/// The Tanma API client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Base URL, e.g. `https://account.tanmarket.cn/apiServer`. No default that reaches the internet.
+    pub base_url: String,
+    /// Application id (`appId` header).
+    pub app_id: String,
+    /// Shared secret; from `TANMA_API__APP_KEY` only (or `app_key_file`).
+    #[serde(skip_serializing)]
+    pub app_key: Option<SecretString>,
+    /// File holding the app key (trailing newline ignored).
+    pub app_key_file: Option<PathBuf>,
+    /// Also send the `appKey` header (off: working clients do not send it).
+    pub send_app_key_header: bool,
+    /// IANA time zone in which `since`/`before` are written.
+    pub time_zone: String,
+    /// Rows per page.
+    pub page_size: u32,
+    /// Per-request timeout.
+    pub request_timeout_ms: u64,
+    /// Largest response body accepted.
+    pub max_response_bytes: usize,
+    /// Client-side rate limit, requests per second, shared by all fetchers.
+    pub rate_limit_per_sec: f64,
+    /// Requests allowed in a burst above the rate.
+    pub rate_limit_burst: u32,
+    /// Attempts per request for transient errors, the first included.
+    pub max_attempts: u32,
+    /// First backoff delay; doubles per attempt, with jitter.
+    pub backoff_initial_ms: u64,
+    /// Largest backoff delay.
+    pub backoff_max_ms: u64,
+    /// Attempts when the body is not valid JSON, before giving up on the request.
+    pub malformed_attempts: u32,
+    /// Attempts with a fresh timestamp after code 1003 (clock skew), before stopping.
+    pub clock_skew_attempts: u32,
+    /// Business codes that stop the connector (1002 always does).
+    pub fatal_codes: Vec<i64>,
+    /// Re-reads of a window whose pages drifted, before its result is reported as drifted.
+    pub max_drift_rereads: u32,
+    /// Extra CA certificate (PEM) for HTTPS to the API.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            app_id: String::new(),
+            app_key: None,
+            app_key_file: None,
+            send_app_key_header: false,
+            time_zone: "Asia/Shanghai".into(),
+            page_size: 100,
+            request_timeout_ms: 10_000,
+            max_response_bytes: 16 * 1024 * 1024,
+            rate_limit_per_sec: 20.0,
+            rate_limit_burst: 5,
+            max_attempts: 8,
+            backoff_initial_ms: 200,
+            backoff_max_ms: 30_000,
+            malformed_attempts: 3,
+            clock_skew_attempts: 3,
+            fatal_codes: Vec::new(),
+            max_drift_rereads: 3,
+            ca_file: None,
+        }
+    }
+}
+
+/// One re-scan tier: windows whose add time is younger than `max_age_secs` (0 = any age) are
+/// re-read every `every_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RescanTier {
+    /// Oldest add time this tier covers, as an age in seconds; 0 means everything since `start_time`.
+    pub max_age_secs: u64,
+    /// How often the tier's range is re-read in full.
+    pub every_secs: u64,
+}
+
+/// Time windows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowsConfig {
+    /// Where the watermark starts on first run (RFC 3339).
+    pub start_time: String,
+    /// Width of a forward (backfill) window.
+    pub window_secs: u64,
+    /// A window whose totalCount exceeds this is split in two (down to one second).
+    pub split_threshold: u64,
+    /// Windows are read only up to `now - settle_lag`.
+    pub settle_lag_secs: u64,
+    /// Pause between cycles once caught up.
+    pub poll_interval_ms: u64,
+    /// Each cycle re-reads `[watermark - lookback, watermark)` to catch late relations.
+    pub lookback_secs: u64,
+    /// Windows fetched concurrently.
+    pub concurrency: usize,
+    /// Re-scan schedule.
+    pub rescan: Vec<RescanTier>,
+    /// Share of API requests re-scans may use while forward progress has work.
+    pub rescan_budget_fraction: f64,
+}
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        Self {
+            start_time: "2024-01-01T00:00:00+08:00".into(),
+            window_secs: 6 * 3600,
+            split_threshold: 1000,
+            settle_lag_secs: 10,
+            poll_interval_ms: 5_000,
+            lookback_secs: 3600,
+            concurrency: 4,
+            rescan: vec![
+                RescanTier {
+                    max_age_secs: 86_400,
+                    every_secs: 3600,
+                },
+                RescanTier {
+                    max_age_secs: 0,
+                    every_secs: 86_400,
+                },
+            ],
+            rescan_budget_fraction: 0.3,
+        }
+    }
+}
+
+/// Kafka connection and producer settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// Stable `transactional.id`; one running instance per id (a second one fences the first).
+    pub transactional_id: String,
+    /// `transaction.timeout.ms`.
+    pub transaction_timeout_ms: u64,
+    /// Timeout for blocking calls: init, commit, abort, metadata.
+    pub operation_timeout_ms: u64,
+    /// `security.protocol`: plaintext, ssl, sasl_plaintext, sasl_ssl.
+    pub security_protocol: String,
+    /// `sasl.mechanism`: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    pub sasl_mechanism: Option<String>,
+    /// `sasl.username`.
+    pub sasl_username: Option<String>,
+    /// `sasl.password`; from `TANMA_KAFKA__SASL_PASSWORD` only (or `sasl_password_file`).
+    #[serde(skip_serializing)]
+    pub sasl_password: Option<SecretString>,
+    /// File holding the SASL password.
+    pub sasl_password_file: Option<PathBuf>,
+    /// `ssl.ca.location`.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Further librdkafka properties, passed through as they are.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            transactional_id: "tanma-connector".into(),
+            transaction_timeout_ms: 60_000,
+            operation_timeout_ms: 30_000,
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            sasl_password_file: None,
+            ssl_ca_location: None,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Topics the connector writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Change events (CREATED / UPDATED), keyed by externalUserId.
+    pub events: String,
+    /// Compacted: each customer's latest snapshot, keyed by externalUserId.
+    pub state: String,
+    /// Compacted, one partition: the connector's checkpoint.
+    pub checkpoint: String,
+    /// Records that could not be encoded, with their raw JSON and the error.
+    pub dead_letter: String,
+    /// Partitions of the events and state topics when the connector creates them.
+    pub partitions: i32,
+    /// Replication factor when the connector creates topics.
+    pub replication_factor: i32,
+    /// Create missing topics at start.
+    pub create: bool,
+    /// What to do with a record that cannot be encoded: `dead_letter` or `stop`.
+    pub on_bad_record: BadRecordPolicy,
+}
+
+/// What to do with a record that cannot be encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadRecordPolicy {
+    /// Write it to the dead-letter topic and go on.
+    DeadLetter,
+    /// Stop the connector.
+    Stop,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            events: "tanma.customer.events".into(),
+            state: "tanma.customer.state".into(),
+            checkpoint: "tanma.connector.checkpoint".into(),
+            dead_letter: "tanma.customer.dlq".into(),
+            partitions: 6,
+            replication_factor: 1,
+            create: true,
+            on_bad_record: BadRecordPolicy::DeadLetter,
+        }
+    }
+}
+
+/// Optional Confluent-compatible schema registry.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaRegistryConfig {
+    /// Base URL (e.g. `http://registry:8081`); unset: Avro single-object encoding.
+    pub url: Option<String>,
+    /// Basic-auth user.
+    pub username: Option<String>,
+    /// Basic-auth password; from the environment only (or `password_file`).
+    #[serde(skip_serializing)]
+    pub password: Option<SecretString>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+}
+
+/// Local diff-state store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory for the local snapshot cache (rebuilt from the state topic at every start).
+    pub dir: PathBuf,
+    /// Give up restoring the state topic if no progress is made for this long.
+    pub restore_timeout_ms: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: std::env::temp_dir().join("tanma-connector"),
+            restore_timeout_ms: 120_000,
+        }
+    }
+}
+
+/// Metrics, health, logging, shutdown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    /// Listen address of `/metrics`, `/health`, `/ready`; empty disables it.
+    pub listen: String,
+    /// Log filter (`RUST_LOG` syntax); `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// `auto` (JSON unless on a terminal), `json` or `text`.
+    pub log_format: String,
+    /// On SIGTERM/SIGINT: finish or abort the open transaction within this time, then exit.
+    pub shutdown_grace_secs: u64,
+    /// Show a progress bar during backfill when on a terminal.
+    pub progress: bool,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9464".into(),
+            log_level: "info".into(),
+            log_format: "auto".into(),
+            shutdown_grace_secs: 30,
+            progress: true,
+        }
+    }
+}
+
+/// A configuration that could not be loaded or is invalid. Lists every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    /// One line per problem, each naming its key.
+    pub problems: Vec<String>,
+}
+
+const SECRET_KEYS: [(&str, &str); 3] = [
+    ("api", "app_key"),
+    ("kafka", "sasl_password"),
+    ("schema_registry", "password"),
+];
+
+impl Config {
+    /// Loads `path` (if given), applies `TANMA_SECTION__KEY` environment overrides, reads secret
+    /// files, and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let file_only = Figment::from(Toml::string(&text));
+                    for (section, key) in SECRET_KEYS {
+                        if file_only.find_value(&format!("{section}.{key}")).is_ok() {
+                            problems.push(format!(
+                                "{section}.{key}: secrets may not be written in the config file {}; set TANMA_{}__{} or {section}.{key}_file",
+                                path.display(),
+                                section.to_uppercase(),
+                                key.to_uppercase()
+                            ));
+                        }
+                    }
+                    fig = fig.merge(Toml::string(&text));
+                }
+                Err(e) => {
+                    return Err(ConfigError {
+                        problems: vec![format!("cannot read config file {}: {e}", path.display())],
+                    })
+                }
+            }
+        }
+        // Only `TANMA_SECTION__KEY` variables are config; other `TANMA_*` variables are not ours.
+        fig = fig.merge(
+            Env::prefixed("TANMA_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut config: Config = match fig.extract() {
+            Ok(c) => c,
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(describe_figment_error));
+                return Err(ConfigError { problems });
+            }
+        };
+        config.read_secret_files(&mut problems);
+        problems.extend(config.validate());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    fn read_secret_files(&mut self, problems: &mut Vec<String>) {
+        fn read(
+            slot: &mut Option<SecretString>,
+            file: &Option<PathBuf>,
+            key: &str,
+            problems: &mut Vec<String>,
+        ) {
+            if let Some(path) = file {
+                match std::fs::read_to_string(path) {
+                    Ok(s) => {
+                        *slot = Some(SecretString::from(
+                            s.trim_end_matches(['\n', '\r']).to_string(),
+                        ))
+                    }
+                    Err(e) => {
+                        problems.push(format!("{key}_file: cannot read {}: {e}", path.display()))
+                    }
+                }
+            }
+        }
+        read(
+            &mut self.api.app_key,
+            &self.api.app_key_file,
+            "api.app_key",
+            problems,
+        );
+        read(
+            &mut self.kafka.sasl_password,
+            &self.kafka.sasl_password_file,
+            "kafka.sasl_password",
+            problems,
+        );
+        read(
+            &mut self.schema_registry.password,
+            &self.schema_registry.password_file,
+            "schema_registry.password",
+            problems,
+        );
+    }
+
+    /// Checks every cross-field rule; returns one message per problem, each naming its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let a = &self.api;
+        if a.base_url.is_empty() {
+            p.push("api.base_url: required (e.g. https://account.tanmarket.cn/apiServer)".into());
+        } else if !(a.base_url.starts_with("http://") || a.base_url.starts_with("https://")) {
+            p.push(format!(
+                "api.base_url: must start with http:// or https://, got {:?}",
+                a.base_url
+            ));
+        }
+        if a.app_id.is_empty() {
+            p.push("api.app_id: required".into());
+        }
+        match &a.app_key {
+            None => {
+                p.push("api.app_key: required; set TANMA_API__APP_KEY or api.app_key_file".into())
+            }
+            Some(k) if k.expose_secret().is_empty() => p.push("api.app_key: is empty".into()),
+            _ => {}
+        }
+        if a.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            p.push(format!(
+                "api.time_zone: unknown IANA time zone {:?}",
+                a.time_zone
+            ));
+        }
+        if a.page_size == 0 || a.page_size > 1000 {
+            p.push(format!(
+                "api.page_size: must be 1..=1000, got {}",
+                a.page_size
+            ));
+        }
+        if a.request_timeout_ms == 0 {
+            p.push("api.request_timeout_ms: must be > 0".into());
+        }
+        if !(a.rate_limit_per_sec > 0.0 && a.rate_limit_per_sec.is_finite()) {
+            p.push(format!(
+                "api.rate_limit_per_sec: must be > 0, got {}",
+                a.rate_limit_per_sec
+            ));
+        }
+        if a.rate_limit_burst == 0 {
+            p.push("api.rate_limit_burst: must be >= 1".into());
+        }
+        if a.max_attempts == 0 {
+            p.push("api.max_attempts: must be >= 1".into());
+        }
+        if a.backoff_initial_ms > a.backoff_max_ms {
+            p.push("api.backoff_initial_ms: must not exceed api.backoff_max_ms".into());
+        }
+        let w = &self.windows;
+        if DateTime::<FixedOffset>::parse_from_rfc3339(&w.start_time).is_err() {
+            p.push(format!(
+                "windows.start_time: not an RFC 3339 time (e.g. 2024-01-01T00:00:00+08:00): {:?}",
+                w.start_time
+            ));
+        }
+        if w.window_secs == 0 {
+            p.push("windows.window_secs: must be >= 1".into());
+        }
+        if w.split_threshold < u64::from(a.page_size) {
+            p.push(format!(
+                "windows.split_threshold: must be at least api.page_size ({}), got {}",
+                a.page_size, w.split_threshold
+            ));
+        }
+        if w.concurrency == 0 || w.concurrency > 64 {
+            p.push(format!(
+                "windows.concurrency: must be 1..=64, got {}",
+                w.concurrency
+            ));
+        }
+        if !(0.0..=1.0).contains(&w.rescan_budget_fraction) {
+            p.push(format!(
+                "windows.rescan_budget_fraction: must be within 0..=1, got {}",
+                w.rescan_budget_fraction
+            ));
+        }
+        for (i, t) in w.rescan.iter().enumerate() {
+            if t.every_secs == 0 {
+                p.push(format!("windows.rescan[{i}].every_secs: must be >= 1"));
+            }
+        }
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            p.push("kafka.bootstrap_servers: required".into());
+        }
+        if k.transactional_id.trim().is_empty() {
+            p.push("kafka.transactional_id: required".into());
+        }
+        if k.transaction_timeout_ms < 1000 {
+            p.push("kafka.transaction_timeout_ms: must be >= 1000".into());
+        }
+        let protocols = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+        if !protocols.contains(&k.security_protocol.to_lowercase().as_str()) {
+            p.push(format!(
+                "kafka.security_protocol: one of {protocols:?}, got {:?}",
+                k.security_protocol
+            ));
+        }
+        let sasl = k.security_protocol.to_lowercase().starts_with("sasl");
+        if sasl {
+            match k.sasl_mechanism.as_deref() {
+                Some("PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") => {}
+                other => p.push(format!(
+                    "kafka.sasl_mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 required with {}, got {other:?}",
+                    k.security_protocol
+                )),
+            }
+            if k.sasl_username.is_none() {
+                p.push("kafka.sasl_username: required with SASL".into());
+            }
+            if k.sasl_password.is_none() {
+                p.push("kafka.sasl_password: required with SASL; set TANMA_KAFKA__SASL_PASSWORD or kafka.sasl_password_file".into());
+            }
+        }
+        for key in k.properties.keys() {
+            if key.contains("password") || key.starts_with("sasl.") || key == "transactional.id" {
+                p.push(format!(
+                    "kafka.properties.{key}: set this through its own kafka.* key, not as a pass-through property"
+                ));
+            }
+        }
+        let t = &self.topics;
+        let names = [&t.events, &t.state, &t.checkpoint, &t.dead_letter];
+        for (n, key) in names
+            .iter()
+            .zip(["events", "state", "checkpoint", "dead_letter"])
+        {
+            if n.is_empty()
+                || n.len() > 249
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                p.push(format!("topics.{key}: not a valid topic name: {n:?}"));
+            }
+        }
+        let mut uniq: Vec<_> = names.to_vec();
+        uniq.sort();
+        uniq.dedup();
+        if uniq.len() != names.len() {
+            p.push(
+                "topics: events, state, checkpoint and dead_letter must be four different topics"
+                    .into(),
+            );
+        }
+        if t.partitions < 1 {
+            p.push("topics.partitions: must be >= 1".into());
+        }
+        if t.replication_factor < 1 && t.replication_factor != -1 {
+            p.push("topics.replication_factor: must be >= 1, or -1 for the broker default".into());
+        }
+        if let Some(url) = &self.schema_registry.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                p.push(format!(
+                    "schema_registry.url: must start with http:// or https://, got {url:?}"
+                ));
+            }
+        }
+        let o = &self.ops;
+        if !o.listen.is_empty() && o.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!(
+                "ops.listen: not a socket address (e.g. 0.0.0.0:9464): {:?}",
+                o.listen
+            ));
+        }
+        if !["auto", "json", "text"].contains(&o.log_format.as_str()) {
+            p.push(format!(
+                "ops.log_format: auto, json or text, got {:?}",
+                o.log_format
+            ));
+        }
+        p
+    }
+
+    /// The API time zone (validated by [`Config::validate`]).
+    pub fn time_zone(&self) -> chrono_tz::Tz {
+        self.api
+            .time_zone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai)
+    }
+
+    /// The configured start of the watermark (validated by [`Config::validate`]).
+    pub fn start_time(&self) -> DateTime<chrono::Utc> {
+        DateTime::parse_from_rfc3339(&self.windows.start_time)
+            .map(|t| t.to_utc())
+            .unwrap_or_default()
+    }
+}
+
+fn describe_figment_error(e: figment::Error) -> String {
+    let path = e.path.join(".");
+    let origin = e
+        .metadata
+        .as_ref()
+        .map(|m| m.name.to_string())
+        .unwrap_or_default();
+    let kind = e.kind.to_string();
+    if path.is_empty() {
+        format!("{kind} ({origin})")
+    } else {
+        format!("{path}: {kind} ({origin})")
+    }
+}

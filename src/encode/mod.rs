@@ -1,0 +1,1 @@
+//! Avro encoding of events and state snapshots, and schema-registry framing.

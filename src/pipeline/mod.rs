@@ -1,0 +1,1 @@
+//! The main loop: plan, fetch, diff, publish, apply.

@@ -1,0 +1,1 @@
+//! Kafka writes: the transactional producer and topic management.

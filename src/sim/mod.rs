@@ -1,0 +1,1 @@
+//! A faithful simulator of the Tanma API, for tests, the demo and benchmarks.
