@@ -366,13 +366,8 @@ impl Config {
                 }
             }
         }
-        // Only `TANMA_SECTION__KEY` variables are config; other `TANMA_*` variables are not ours.
-        fig = fig.merge(
-            Env::prefixed("TANMA_")
-                .filter(|k| k.as_str().contains("__"))
-                .split("__"),
-        );
-        let mut config: Config = match fig.extract() {
+        fig = merge_env(fig);
+        let mut config: Config = match fig.extract_lossy() {
             Ok(c) => c,
             Err(errors) => {
                 problems.extend(errors.into_iter().map(describe_figment_error));
@@ -620,6 +615,26 @@ impl Config {
             .map(|t| t.to_utc())
             .unwrap_or_default()
     }
+}
+
+/// Merges `TANMA_SECTION__KEY` environment variables over `fig`. Values stay strings (the lossy
+/// extraction turns `"42"` into a number where a number is expected, and keeps `"12345"` a string
+/// where a string is expected); a value starting with `[` or `{` is parsed as structured data,
+/// e.g. `TANMA_API__FATAL_CODES=[1005,1006]`. Other `TANMA_*` variables are not ours.
+fn merge_env(mut fig: Figment) -> Figment {
+    let env = Env::prefixed("TANMA_")
+        .filter(|k| k.as_str().contains("__"))
+        .split("__");
+    for (key, raw) in env.iter() {
+        let value = if raw.trim_start().starts_with(['[', '{']) {
+            raw.parse::<figment::value::Value>()
+                .unwrap_or_else(|_| figment::value::Value::from(raw.clone()))
+        } else {
+            figment::value::Value::from(raw)
+        };
+        fig = fig.merge(Serialized::default(key.as_str(), value));
+    }
+    fig
 }
 
 fn describe_figment_error(e: figment::Error) -> String {
