@@ -211,13 +211,17 @@ impl ApiClient {
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                config(
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| config("api.ca_file", format!("{}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(config(
                     "api.ca_file",
-                    format!("not a PEM certificate: {}: {e}", path.display()),
-                )
-            })?;
-            builder = builder.add_root_certificate(cert);
+                    format!("no PEM certificate in {}", path.display()),
+                ));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         let http = builder
             .build()
