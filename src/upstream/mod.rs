@@ -3,6 +3,7 @@
 
 pub mod api_error;
 pub mod client;
+pub mod outcome;
 pub mod parse;
 mod retry;
 pub mod sign;
@@ -11,6 +12,7 @@ pub mod window_reader;
 pub mod wire;
 
 pub use api_error::{ApiError, RequestCtx};
-pub use client::{ApiClient, Outcome};
+pub use client::ApiClient;
+pub use outcome::Outcome;
 pub use parse::{parse_response, ParseError, ParsedResponse};
 pub use window_reader::{RejectedRow, WindowOutcome, WindowRead, WindowReader};
