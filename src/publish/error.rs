@@ -87,7 +87,7 @@ pub enum PublishError {
         /// The producer's `transactional.id`.
         transactional_id: String,
         /// The last commit error.
-        cause: KafkaError,
+        cause: String,
         /// Why the abort failed.
         abort_cause: String,
     },

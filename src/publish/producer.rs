@@ -167,13 +167,7 @@ impl TransactionalProducer {
             return Ok(CommitStats::default());
         }
         if *dangling {
-            self.abort_open()
-                .await
-                .map_err(|e| PublishError::Transaction {
-                    op: "abort_transaction",
-                    transactional_id: self.transactional_id.clone(),
-                    cause: e,
-                })?;
+            self.abort_open().await.map_err(|e| self.abort_error(e))?;
             *dangling = false;
         }
         let started = Instant::now();
@@ -219,11 +213,63 @@ impl TransactionalProducer {
                     }),
                     Err(abort) => Err(PublishError::CommitOutcomeUnknown {
                         transactional_id: self.transactional_id.clone(),
-                        cause,
+                        cause: cause.to_string(),
                         abort_cause: abort.to_string(),
                     }),
                 }
             }
+        }
+    }
+
+    /// Writes `records` in a transaction, waits until every one is on the log, then aborts the
+    /// transaction: `read_uncommitted` readers see the records, `read_committed` readers never
+    /// do. For tests and fault drills (proving that aborted data stays invisible).
+    pub async fn write_aborted(
+        &self,
+        records: Vec<OutRecord>,
+    ) -> Result<CommitStats, PublishError> {
+        let mut dangling = self.dangling.lock().await;
+        if records.is_empty() {
+            return Ok(CommitStats::default());
+        }
+        if *dangling {
+            self.abort_open().await.map_err(|e| self.abort_error(e))?;
+            *dangling = false;
+        }
+        let started = Instant::now();
+        let staged = self.stage(&records).await;
+        let opened = !matches!(staged, Err(Failure::NotStarted(_)));
+        let abort = if opened {
+            self.abort_open().await
+        } else {
+            Ok(())
+        };
+        if opened {
+            metrics::counter!("tanma_kafka_transactions_total", "outcome" => "aborted")
+                .increment(1);
+        }
+        if let Err(e) = &abort {
+            tracing::warn!(error = %e, "could not abort the Kafka transaction; will abort before the next one");
+            *dangling = true;
+        }
+        match staged {
+            Ok(mut stats) => {
+                abort.map_err(|e| self.abort_error(e))?;
+                stats.duration = started.elapsed();
+                Ok(stats)
+            }
+            Err(Failure::NotStarted(e) | Failure::Open(e)) => Err(e),
+            Err(Failure::CommitUnresolved(cause)) => {
+                Err(self.txn_error("commit_transaction", cause))
+            }
+        }
+    }
+
+    fn abort_error(&self, cause: KafkaError) -> PublishError {
+        PublishError::Transaction {
+            op: "abort_transaction",
+            transactional_id: self.transactional_id.clone(),
+            cause,
         }
     }
 
@@ -233,7 +279,8 @@ impl TransactionalProducer {
         let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
     }
 
-    async fn run_transaction(&self, records: &[OutRecord]) -> Result<CommitStats, Failure> {
+    /// Begins a transaction, produces `records` in order and waits for every delivery report.
+    async fn stage(&self, records: &[OutRecord]) -> Result<CommitStats, Failure> {
         if let Some((code, reason)) = self.fatal_error() {
             return Err(Failure::NotStarted(self.fenced(code, reason)));
         }
@@ -260,7 +307,11 @@ impl TransactionalProducer {
         self.await_deliveries(deliveries)
             .await
             .map_err(Failure::Open)?;
+        Ok(stats)
+    }
 
+    async fn run_transaction(&self, records: &[OutRecord]) -> Result<CommitStats, Failure> {
+        let stats = self.stage(records).await?;
         let timeout = self.op_timeout;
         for attempt in 1..=COMMIT_ATTEMPTS {
             let result = self

@@ -102,15 +102,20 @@ pub enum TopicError {
 }
 
 impl TopicError {
-    /// The topic is not (yet) in the metadata of the broker that answered.
-    fn not_yet_visible(&self) -> bool {
-        matches!(
-            self,
+    /// The topic is not (yet) in the metadata of the broker that answered, or was `created`
+    /// just now and its settings have not reached that broker yet.
+    fn not_yet_visible(&self, created: &[String]) -> bool {
+        match self {
             TopicError::Describe {
                 code: RDKafkaErrorCode::UnknownTopicOrPartition,
                 ..
-            } | TopicError::Partitions { found: 0, .. }
-        )
+            }
+            | TopicError::Partitions { found: 0, .. } => true,
+            TopicError::CleanupPolicy { topic, .. } | TopicError::Partitions { topic, .. } => {
+                created.contains(topic)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -199,6 +204,7 @@ async fn ensure_with(admin: &Admin, topics: &TopicsConfig) -> Result<(), TopicEr
         .iter()
         .filter(|s| !existing.contains_key(s.name))
         .collect();
+    let mut created = Vec::new();
     if !missing.is_empty() {
         if !topics.create {
             return Err(TopicError::Missing {
@@ -206,8 +212,9 @@ async fn ensure_with(admin: &Admin, topics: &TopicsConfig) -> Result<(), TopicEr
             });
         }
         admin.create(&missing, topics.replication_factor).await?;
+        created = missing.iter().map(|s| s.name.to_string()).collect();
     }
-    admin.verify(&specs).await
+    admin.verify(&specs, &created).await
 }
 
 /// The number of partitions of `topic`, or `None` if it does not exist.
@@ -301,12 +308,13 @@ impl Admin {
     }
 
     /// Checks cleanup policies and the checkpoint's partition count. A topic just created may
-    /// not be known to every broker yet: "unknown topic" answers are retried until the timeout.
-    async fn verify(&self, specs: &[Spec<'_>]) -> Result<(), TopicError> {
+    /// not be known to the answering broker yet, or be described with default settings for a
+    /// moment: such answers are retried until the timeout.
+    async fn verify(&self, specs: &[Spec<'_>], created: &[String]) -> Result<(), TopicError> {
         let deadline = Instant::now() + self.timeout;
         loop {
             match self.verify_once(specs).await {
-                Err(e) if e.not_yet_visible() && Instant::now() < deadline => {
+                Err(e) if e.not_yet_visible(created) && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 other => return other,
