@@ -39,6 +39,31 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// The producer configuration: the common client configuration, producer defaults that
+/// `kafka.properties` may override, then the transactional settings, which it may not.
+pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = client_config(cfg);
+    let defaults = [
+        // Java-compatible partitioning, so Java / Kafka Streams consumers co-partition.
+        ("partitioner", "murmur2_random"),
+        ("compression.type", "lz4"),
+        ("queue.buffering.max.kbytes", "65536"),
+        ("linger.ms", "5"),
+    ];
+    for (key, value) in defaults {
+        if c.get(key).is_none() {
+            c.set(key, value);
+        }
+    }
+    c.set("enable.idempotence", "true");
+    c.set("transactional.id", &cfg.transactional_id);
+    c.set(
+        "transaction.timeout.ms",
+        cfg.transaction_timeout_ms.to_string(),
+    );
+    c
+}
+
 /// Whether a librdkafka property holds a secret (its value must never be shown).
 pub fn is_sensitive_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
@@ -157,6 +182,25 @@ mod tests {
         assert_eq!(c.get("sasl.password"), Some("hunter2-very-secret"));
         assert_eq!(c.get("ssl.ca.location"), Some("/etc/ca.pem"));
         assert_eq!(c.get("client.id"), Some("tanma"));
+    }
+
+    #[test]
+    fn producer_config_is_transactional_and_java_compatible() {
+        let mut cfg = KafkaConfig {
+            transactional_id: "tx-1".into(),
+            transaction_timeout_ms: 12_000,
+            ..KafkaConfig::default()
+        };
+        cfg.properties.insert("linger.ms".into(), "20".into());
+        let c = producer_config(&cfg);
+        assert_eq!(c.get("transactional.id"), Some("tx-1"));
+        assert_eq!(c.get("transaction.timeout.ms"), Some("12000"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(c.get("compression.type"), Some("lz4"));
+        assert_eq!(c.get("queue.buffering.max.kbytes"), Some("65536"));
+        // A pass-through property overrides a default.
+        assert_eq!(c.get("linger.ms"), Some("20"));
     }
 
     #[test]

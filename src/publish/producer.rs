@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
 use tokio::sync::Mutex;
 
-use super::client_config::{client_config, describe, describe_creation_error, TracingContext};
+use super::client_config::{describe, describe_creation_error, producer_config, TracingContext};
 use super::error::{kafka_error_class, PublishError};
 use crate::config::KafkaConfig;
-use crate::error::{Classify, ErrorClass};
+use crate::error::ErrorClass;
 
 /// Attempts at `commit_transaction` while it fails with retriable errors (librdkafka allows
 /// calling it again to learn the outcome).
@@ -89,31 +88,6 @@ enum Failure {
     Open(PublishError),
     /// `commit_transaction` kept failing with retriable errors.
     CommitUnresolved(KafkaError),
-}
-
-/// The producer configuration: the common client configuration, producer defaults that
-/// `kafka.properties` may override, then the transactional settings, which it may not.
-pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
-    let mut c = client_config(cfg);
-    let defaults = [
-        // Java-compatible partitioning, so Java / Kafka Streams consumers co-partition.
-        ("partitioner", "murmur2_random"),
-        ("compression.type", "lz4"),
-        ("queue.buffering.max.kbytes", "65536"),
-        ("linger.ms", "5"),
-    ];
-    for (key, value) in defaults {
-        if c.get(key).is_none() {
-            c.set(key, value);
-        }
-    }
-    c.set("enable.idempotence", "true");
-    c.set("transactional.id", &cfg.transactional_id);
-    c.set(
-        "transaction.timeout.ms",
-        cfg.transaction_timeout_ms.to_string(),
-    );
-    c
 }
 
 impl TransactionalProducer {
@@ -194,7 +168,7 @@ impl TransactionalProducer {
             Err(Failure::Open(e)) => {
                 metrics::counter!("tanma_kafka_transactions_total", "outcome" => "aborted")
                     .increment(1);
-                if e.class() != ErrorClass::Fatal && self.fatal_error().is_none() {
+                if self.fatal_error().is_none() {
                     if let Err(abort) = self.abort_open().await {
                         tracing::warn!(error = %abort, "could not abort the Kafka transaction; will abort before the next one");
                         *dangling = true;
@@ -477,29 +451,5 @@ impl TransactionalProducer {
             transactional_id: self.transactional_id.clone(),
             cause,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn producer_config_is_transactional_and_java_compatible() {
-        let mut cfg = KafkaConfig {
-            transactional_id: "tx-1".into(),
-            transaction_timeout_ms: 12_000,
-            ..KafkaConfig::default()
-        };
-        cfg.properties.insert("linger.ms".into(), "20".into());
-        let c = producer_config(&cfg);
-        assert_eq!(c.get("transactional.id"), Some("tx-1"));
-        assert_eq!(c.get("transaction.timeout.ms"), Some("12000"));
-        assert_eq!(c.get("enable.idempotence"), Some("true"));
-        assert_eq!(c.get("partitioner"), Some("murmur2_random"));
-        assert_eq!(c.get("compression.type"), Some("lz4"));
-        assert_eq!(c.get("queue.buffering.max.kbytes"), Some("65536"));
-        // A pass-through property overrides a default.
-        assert_eq!(c.get("linger.ms"), Some("20"));
     }
 }
