@@ -1,0 +1,268 @@
+//! [`PublishError`]: what can go wrong writing to Kafka, and what the caller should do about it.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::error::{Classify, ErrorClass};
+
+/// An error of the transactional producer or the checkpoint reader.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A librdkafka client could not be created (bad configuration). The message never carries a
+    /// secret value.
+    #[error("cannot create the Kafka {what} client: {cause}")]
+    Client {
+        /// Which client: `transactional producer`, `checkpoint consumer`, ...
+        what: &'static str,
+        /// librdkafka's reason, secrets redacted.
+        cause: String,
+    },
+    /// A transaction call (`init_transactions`, `begin_transaction`, `commit_transaction`,
+    /// `abort_transaction`) failed.
+    #[error("Kafka {op} failed for transactional id {transactional_id:?}: {cause}")]
+    Transaction {
+        /// The librdkafka call.
+        op: &'static str,
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// librdkafka's error.
+        cause: KafkaError,
+    },
+    /// The producer was fenced by a newer instance with the same `transactional.id`, or hit
+    /// another fatal error; it cannot be used again.
+    #[error(
+        "Kafka producer with transactional id {transactional_id:?} cannot continue ({code:?}: {reason}); \
+         if the code is a fencing error another instance with the same kafka.transactional_id has taken over"
+    )]
+    Fenced {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// librdkafka's fatal error code.
+        code: RDKafkaErrorCode,
+        /// librdkafka's fatal error reason.
+        reason: String,
+    },
+    /// A record could not be handed to librdkafka.
+    #[error("cannot enqueue a record for topic {topic:?}: {cause}")]
+    Enqueue {
+        /// Destination topic.
+        topic: String,
+        /// librdkafka's error.
+        cause: KafkaError,
+    },
+    /// librdkafka's queue stayed full for the whole wait.
+    #[error("the producer queue stayed full for {waited:?} while enqueuing a record for topic {topic:?}")]
+    QueueFull {
+        /// Destination topic.
+        topic: String,
+        /// How long the producer waited for room.
+        waited: Duration,
+    },
+    /// A record was enqueued but the broker did not accept it.
+    #[error("a record for topic {topic:?} was not delivered: {cause}")]
+    Delivery {
+        /// Destination topic.
+        topic: String,
+        /// librdkafka's error.
+        cause: KafkaError,
+    },
+    /// Delivery reports did not all arrive in time.
+    #[error("{pending} delivery reports still missing after {waited:?} (transactional id {transactional_id:?})")]
+    DeliveryTimeout {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// Records without a report.
+        pending: usize,
+        /// How long the producer waited.
+        waited: Duration,
+    },
+    /// `commit_transaction` kept failing with retriable errors and the transaction could not be
+    /// aborted either: whether it committed is unknown until a new producer resolves it.
+    #[error(
+        "the outcome of the commit for transactional id {transactional_id:?} is unknown ({cause}); \
+         abort also failed ({abort_cause}); restart so the checkpoint tells what was committed"
+    )]
+    CommitOutcomeUnknown {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// The last commit error.
+        cause: String,
+        /// Why the abort failed.
+        abort_cause: String,
+    },
+    /// A blocking librdkafka call could not be run or did not return (its task panicked or the
+    /// runtime is shutting down).
+    #[error("blocking Kafka call {op} did not complete: {detail}")]
+    Runtime {
+        /// The librdkafka call.
+        op: &'static str,
+        /// What happened to the task.
+        detail: String,
+    },
+    /// The checkpoint topic does not have exactly one partition.
+    #[error("checkpoint topic {topic:?} must have exactly one partition, it has {partitions}")]
+    CheckpointPartitions {
+        /// The checkpoint topic.
+        topic: String,
+        /// Partitions found.
+        partitions: usize,
+    },
+    /// Reading the checkpoint topic up to its high watermark made no progress in time.
+    #[error(
+        "reading checkpoint topic {topic:?} made no progress for {waited:?} \
+         (position {position}, high watermark {high_watermark})"
+    )]
+    CheckpointTimeout {
+        /// The checkpoint topic.
+        topic: String,
+        /// Offset reached.
+        position: i64,
+        /// Offset to reach.
+        high_watermark: i64,
+        /// How long without progress.
+        waited: Duration,
+    },
+    /// Reading the checkpoint topic failed.
+    #[error("reading checkpoint topic {topic:?} failed during {op}: {cause}")]
+    CheckpointRead {
+        /// The checkpoint topic.
+        topic: String,
+        /// What was being done.
+        op: &'static str,
+        /// librdkafka's error.
+        cause: KafkaError,
+    },
+}
+
+impl Classify for PublishError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PublishError::Client { .. }
+            | PublishError::Fenced { .. }
+            | PublishError::CommitOutcomeUnknown { .. }
+            | PublishError::Runtime { .. }
+            | PublishError::CheckpointPartitions { .. } => ErrorClass::Fatal,
+            PublishError::Transaction { cause, .. }
+            | PublishError::CheckpointRead { cause, .. } => kafka_error_class(cause),
+            PublishError::Enqueue { cause, .. } => match kafka_error_class(cause) {
+                ErrorClass::Fatal => ErrorClass::Fatal,
+                // Nothing of the open transaction can be trusted any more.
+                _ => ErrorClass::Abort,
+            },
+            PublishError::QueueFull { .. } | PublishError::DeliveryTimeout { .. } => {
+                ErrorClass::Abort
+            }
+            PublishError::Delivery { cause, .. } => match kafka_error_class(cause) {
+                ErrorClass::Fatal => ErrorClass::Fatal,
+                _ => ErrorClass::Abort,
+            },
+            PublishError::CheckpointTimeout { .. } => ErrorClass::Retry,
+        }
+    }
+}
+
+/// Error codes after which retrying cannot help: fencing, authorization, records the broker will
+/// never accept, topics that do not exist.
+pub(crate) fn is_fatal_code(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::TransactionCoordinatorFenced
+            | RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownTopicId
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::IllegalSASLState
+            | RDKafkaErrorCode::InvalidTransactionTimeout
+    )
+}
+
+/// The class of a librdkafka error: transaction errors by their own flags (fatal, requires
+/// abort, retriable), others by code.
+pub(crate) fn kafka_error_class(error: &KafkaError) -> ErrorClass {
+    if let KafkaError::Transaction(e) = error {
+        if e.is_fatal() || is_fatal_code(e.code()) {
+            return ErrorClass::Fatal;
+        }
+        if e.txn_requires_abort() {
+            return ErrorClass::Abort;
+        }
+        if e.is_retriable() {
+            return ErrorClass::Retry;
+        }
+        return ErrorClass::Abort;
+    }
+    match error {
+        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) => ErrorClass::Fatal,
+        KafkaError::Canceled => ErrorClass::Abort,
+        _ => match error.rdkafka_error_code() {
+            Some(code) if is_fatal_code(code) => ErrorClass::Fatal,
+            _ => ErrorClass::Retry,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fencing_and_size_errors_are_fatal() {
+        for code in [
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            let e = PublishError::Delivery {
+                topic: "t".into(),
+                cause: KafkaError::MessageProduction(code),
+            };
+            assert_eq!(e.class(), ErrorClass::Fatal, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn transient_delivery_failure_aborts_and_transient_call_retries() {
+        let delivery = PublishError::Delivery {
+            topic: "t".into(),
+            cause: KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+        };
+        assert_eq!(delivery.class(), ErrorClass::Abort);
+        let read = PublishError::CheckpointRead {
+            topic: "t".into(),
+            op: "fetch_watermarks",
+            cause: KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut),
+        };
+        assert_eq!(read.class(), ErrorClass::Retry);
+        let timeout = PublishError::CheckpointTimeout {
+            topic: "t".into(),
+            position: 1,
+            high_watermark: 2,
+            waited: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.class(), ErrorClass::Retry);
+    }
+
+    #[test]
+    fn fatal_message_names_topic() {
+        let e = PublishError::Delivery {
+            topic: "tanma.customer.events".into(),
+            cause: KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+        };
+        assert!(e.to_string().contains("tanma.customer.events"));
+    }
+}
