@@ -19,7 +19,7 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::planner::WindowKind;
+use super::kind::WindowKind;
 use super::window::Window;
 use crate::error::{excerpt, Classify, ErrorClass};
 

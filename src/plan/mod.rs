@@ -1,5 +1,7 @@
 //! Which windows to read next, and the checkpoint that records progress.
 pub mod checkpoint;
+pub mod error;
+pub mod kind;
 pub mod planner;
 mod rescan;
 pub mod window;

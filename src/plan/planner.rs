@@ -23,116 +23,14 @@
 use std::collections::VecDeque;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
 use tracing::{debug, info};
 
-use super::checkpoint::{
-    Checkpoint, CheckpointError, InFlight, RescanCursor, Sweep, CHECKPOINT_VERSION,
-};
+use super::checkpoint::{Checkpoint, InFlight, RescanCursor, Sweep, CHECKPOINT_VERSION};
+pub use super::error::PlanError;
+pub use super::kind::{PlannedWindow, WindowKind};
 use super::rescan::{fresh_cursor, rescan_cap, secs, start_if_due, DenseRanges};
 use super::window::Window;
 use crate::config::{RescanTier, WindowsConfig};
-use crate::error::{Classify, ErrorClass};
-
-/// Why a window is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WindowKind {
-    /// First read of new add times, advancing the watermark.
-    Forward,
-    /// Re-read behind the watermark, for relations that appeared late.
-    Lookback,
-    /// Re-read of a re-scan tier's range (index into `windows.rescan`).
-    Rescan {
-        /// Index of the tier in the configuration.
-        tier: usize,
-    },
-}
-
-impl WindowKind {
-    /// A short lowercase label, for metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WindowKind::Forward => "forward",
-            WindowKind::Lookback => "lookback",
-            WindowKind::Rescan { .. } => "rescan",
-        }
-    }
-}
-
-/// A window handed out by [`Planner::next_batch`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlannedWindow {
-    /// The add-time range to read.
-    pub window: Window,
-    /// Why it is read.
-    pub kind: WindowKind,
-    /// Hand-out order; results are applied in increasing `seq`.
-    pub seq: u64,
-    /// The `now` of the batch that handed it out.
-    pub planned_at: DateTime<Utc>,
-}
-
-/// A misuse of the planner by its caller, or an unusable starting point.
-#[derive(Debug, Error)]
-pub enum PlanError {
-    /// `windows.start_time` is not RFC 3339.
-    #[error("windows.start_time {value:?} is not an RFC 3339 time")]
-    StartTime {
-        /// The configured value.
-        value: String,
-    },
-    /// The checkpoint to resume from cannot be used.
-    #[error("cannot resume from checkpoint: {0}")]
-    Checkpoint(#[from] CheckpointError),
-    /// The window is not handed out and uncommitted (committed already, taken back, or unknown).
-    #[error("window {window} (seq {seq}, {kind}) is not outstanding")]
-    NotOutstanding {
-        /// The window.
-        window: Window,
-        /// Its sequence number.
-        seq: u64,
-        /// Its kind.
-        kind: &'static str,
-    },
-    /// Windows must be committed in hand-out order.
-    #[error("window {window} (seq {got}) committed before seq {expected}; results must be applied in hand-out order")]
-    OutOfOrder {
-        /// The window committed.
-        window: Window,
-        /// Its sequence number.
-        got: u64,
-        /// The oldest outstanding sequence number.
-        expected: u64,
-    },
-    /// A one-second window cannot be split; it must be read in full.
-    #[error("window {window} is one second wide and cannot be split; read all its pages")]
-    Unsplittable {
-        /// The window.
-        window: Window,
-    },
-    /// Committing would move the watermark backwards: a planner bug.
-    #[error("watermark would move backwards from {from} to {to} committing {window}")]
-    WatermarkBackwards {
-        /// The committed watermark.
-        from: DateTime<Utc>,
-        /// The watermark the commit would record.
-        to: DateTime<Utc>,
-        /// The window being committed.
-        window: Window,
-    },
-}
-
-impl Classify for PlanError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            PlanError::Checkpoint(e) => e.class(),
-            // Everything else is a bug or a misconfiguration: going on would risk gaps.
-            _ => ErrorClass::Fatal,
-        }
-    }
-}
 
 /// Decides the windows to read; see the module docs.
 #[derive(Debug)]

@@ -1,6 +1,8 @@
 //! Planner tests: coverage, settle lag, lookback, re-scans and budget, splits, rewind, restart.
 
 use super::*;
+use crate::error::{Classify, ErrorClass};
+use crate::plan::checkpoint::CheckpointError;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
