@@ -1,4 +1,13 @@
 //! Which windows to read next, and the checkpoint that records progress.
+pub mod checkpoint;
+pub mod error;
+pub mod kind;
+pub mod planner;
+mod rescan;
 pub mod window;
 
+pub use checkpoint::{
+    Checkpoint, CheckpointError, InFlight, RescanCursor, RescanPass, Sweep, CHECKPOINT_VERSION,
+};
+pub use planner::{PlanError, PlannedWindow, Planner, WindowKind};
 pub use window::Window;

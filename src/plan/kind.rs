@@ -1,0 +1,45 @@
+//! What the planner hands out: a window, why it is read, and its place in the apply order.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::window::Window;
+
+/// Why a window is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    /// First read of new add times, advancing the watermark.
+    Forward,
+    /// Re-read behind the watermark, for relations that appeared late.
+    Lookback,
+    /// Re-read of a re-scan tier's range (index into `windows.rescan`).
+    Rescan {
+        /// Index of the tier in the configuration.
+        tier: usize,
+    },
+}
+
+impl WindowKind {
+    /// A short lowercase label, for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowKind::Forward => "forward",
+            WindowKind::Lookback => "lookback",
+            WindowKind::Rescan { .. } => "rescan",
+        }
+    }
+}
+
+/// A window handed out by [`Planner::next_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedWindow {
+    /// The add-time range to read.
+    pub window: Window,
+    /// Why it is read.
+    pub kind: WindowKind,
+    /// Hand-out order; results are applied in increasing `seq`.
+    pub seq: u64,
+    /// The `now` of the batch that handed it out.
+    pub planned_at: DateTime<Utc>,
+}
