@@ -1,7 +1,7 @@
 //! Real librdkafka statistics from the shared broker reach the `tanma_kafka_*` metrics.
 //!
 //! Needs `KAFKA_BOOTSTRAP_SERVERS` (fails without it). With `OPS_CAPTURE_STATS=FILE` set, the
-//! last statistics document is also written to FILE (how `tests/data/librdkafka_stats.json` was
+//! last statistics document is also written to FILE (how `tests/data/ops_librdkafka_stats.json` was
 //! captured).
 
 use std::sync::{Arc, Mutex};

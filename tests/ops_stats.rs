@@ -2,7 +2,7 @@
 
 use tanma_connector::ops::metrics::{self, record_librdkafka_stats};
 
-const FIXTURE: &str = include_str!("data/librdkafka_stats.json");
+const FIXTURE: &str = include_str!("data/ops_librdkafka_stats.json");
 
 fn line_value(body: &str, prefix: &str) -> Option<f64> {
     body.lines()
