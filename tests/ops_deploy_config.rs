@@ -63,7 +63,12 @@ fn helm_rendered_configs_load() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let c = load(&text, secrets.path(), &path);
-        assert_eq!(c.state.dir, PathBuf::from("/var/lib/tanma"), "{}", path.display());
+        assert_eq!(
+            c.state.dir,
+            PathBuf::from("/var/lib/tanma"),
+            "{}",
+            path.display()
+        );
         assert!(c.api.app_key.is_some(), "{}", path.display());
         seen += 1;
     }

@@ -202,3 +202,36 @@ async fn bind_error_names_the_address() {
     assert_eq!(err.class(), ErrorClass::Fatal);
     token.cancel();
 }
+
+/// The compose healthcheck speaks raw HTTP/1.0 through bash's /dev/tcp; the server must answer it.
+#[tokio::test]
+async fn answers_plain_http_1_0_like_the_compose_healthcheck() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let handle = metrics::install().unwrap();
+    let health = Health::new(Duration::from_secs(60));
+    health.set_ready(true, "ok");
+    let token = CancellationToken::new();
+    let server = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        handle,
+        health,
+        token.clone(),
+    )
+    .await
+    .unwrap();
+    let mut s = tokio::net::TcpStream::connect(server.local_addr)
+        .await
+        .unwrap();
+    s.write_all(b"GET /ready HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("HTTP/1.0 response ends with the connection")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.contains(" 200 "), "{first}");
+    token.cancel();
+}
