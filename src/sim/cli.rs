@@ -175,3 +175,46 @@ pub async fn run(
     handle.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn defaults_make_a_valid_config_and_flags_apply() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        let cfg = SimConfig::from(cli.sim);
+        assert!(cfg.validate().is_ok());
+        assert_eq!(cfg.faults.rate_limit_code, 1006);
+        assert!(
+            !format!("{cfg:?}").contains("sim-secret"),
+            "Debug hides the key"
+        );
+
+        let cli = Cli::try_parse_from([
+            "x",
+            "--start",
+            "2024-01-01T00:00:00Z",
+            "--end",
+            "2024-02-01T00:00:00Z",
+            "--time-zone",
+            "UTC",
+            "--fault-drift",
+            "0.5",
+        ])
+        .unwrap();
+        let cfg = SimConfig::from(cli.sim);
+        assert_eq!(cfg.time_zone, chrono_tz::UTC);
+        assert_eq!(cfg.faults.drift, 0.5);
+        assert_eq!((cfg.end - cfg.start).num_days(), 31);
+        let bad = Cli::try_parse_from(["x", "--fault-5xx", "2"]).unwrap();
+        assert!(SimConfig::from(bad.sim).validate().is_err());
+    }
+}

@@ -99,7 +99,9 @@ impl SimControl {
         Ok(())
     }
 
-    /// Every visible relation, in API order (add time, externalUserId, qwUserId).
+    /// Every visible relation, in API order (add time, externalUserId, qwUserId), as one
+    /// consistent snapshot. Materializes every row (about 2.3 KB each in memory): fine for
+    /// test-sized datasets; for a million customers stream `GET /_sim/truth` instead.
     pub fn truth(&self) -> Vec<TruthRow> {
         let specs = self.shared.read().data.snapshot();
         specs

@@ -369,3 +369,56 @@ impl Dataset {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ordered(d: &Dataset) -> bool {
+        d.index.windows(2).all(|w| {
+            let (a, b) = (d.rels[w[0] as usize], d.rels[w[1] as usize]);
+            d.cmp_rel(&a, &b) == Ordering::Less
+        })
+    }
+
+    #[test]
+    fn mutations_keep_the_index_sorted_and_windows_exact() {
+        let cfg = SimConfig::for_tests(5, 2_000);
+        let mut d = Dataset::generate(&cfg);
+        assert!(ordered(&d));
+        let n0 = d.visible();
+        assert!((2_000..=6_000).contains(&n0));
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let start = cfg.start.timestamp();
+        let end = cfg.end.timestamp();
+        for i in 0..300 {
+            let at = start + rng.random_range(0..end - start);
+            d.add_relation(&mut rng, at, end + i);
+            if let Some(id) = d.random_visible(&mut rng) {
+                assert!(d.remove(id));
+                assert!(!d.remove(id), "a removed relation cannot be removed again");
+                assert!(!d.change(id));
+            }
+        }
+        assert!(ordered(&d));
+        assert_eq!(d.visible(), n0);
+        // Window counts agree with a linear scan.
+        for _ in 0..50 {
+            let a = start + rng.random_range(0..end - start);
+            let b = a + rng.random_range(0..86_400 * 3);
+            let (lo, hi) = d.window(a, b);
+            let scan = d
+                .rels
+                .iter()
+                .filter(|r| !r.removed && r.add_time >= a && r.add_time < b)
+                .count();
+            assert_eq!(hi - lo, scan);
+        }
+        // At most one visible relation per (customer, staff).
+        let mut seen = std::collections::HashSet::new();
+        assert!(d.index.iter().all(|i| {
+            let r = d.rels[*i as usize];
+            seen.insert((r.cust, r.staff))
+        }));
+    }
+}
