@@ -12,10 +12,14 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::error::StateError;
 use super::store::{decode_fingerprint, StateStore, HEADER_FINGERPRINT, HEADER_RELATIONS};
 
-/// Librdkafka fetch settings: large fetches, bounded pre-fetch queue (memory target).
-const FETCH_MAX_BYTES: &str = "52428800";
-const MAX_PARTITION_FETCH_BYTES: &str = "8388608";
-const QUEUED_MAX_MESSAGES_KBYTES: &str = "32768";
+/// Librdkafka fetch settings: large fetches, a bounded pre-fetch queue (memory target: fetch
+/// buffers stay alive while any of their messages is queued, so queue + one response bound the
+/// client's memory), and a short back-off when the queue is full (the default of 1 s idles the
+/// restore whenever the application drains the queue faster than that).
+const FETCH_MAX_BYTES: &str = "8388608";
+const MAX_PARTITION_FETCH_BYTES: &str = "4194304";
+const QUEUED_MAX_MESSAGES_KBYTES: &str = "8192";
+const FETCH_QUEUE_BACKOFF_MS: &str = "5";
 /// Report progress (callback, counters) every this many records.
 const PROGRESS_EVERY: u64 = 16_384;
 /// Poll wait; bounds how late a cancellation or a stall is noticed.
@@ -161,7 +165,8 @@ fn run(
         .set("enable.partition.eof", "true")
         .set("fetch.max.bytes", FETCH_MAX_BYTES)
         .set("max.partition.fetch.bytes", MAX_PARTITION_FETCH_BYTES)
-        .set("queued.max.messages.kbytes", QUEUED_MAX_MESSAGES_KBYTES);
+        .set("queued.max.messages.kbytes", QUEUED_MAX_MESSAGES_KBYTES)
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
     // The end offsets come from a read_uncommitted client: with read_committed, ListOffsets
     // answers the last stable offset, which an open transaction holds back.
     let probe: BaseConsumer = config

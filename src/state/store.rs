@@ -383,7 +383,8 @@ mod tests {
         assert_eq!(s.load("wm1").unwrap().as_deref(), Some(&b"v1"[..]));
         assert_eq!(s.relation_fingerprint(12), Some(2));
         // A new version drops relation 12, changes 11, adds 13.
-        s.apply("wm1", b"v2-longer", &[rel(11, 9), rel(13, 4)]).unwrap();
+        s.apply("wm1", b"v2-longer", &[rel(11, 9), rel(13, 4)])
+            .unwrap();
         assert_eq!(s.load("wm1").unwrap().as_deref(), Some(&b"v2-longer"[..]));
         assert_eq!(s.relation_fingerprint(11), Some(9));
         assert_eq!(s.relation_fingerprint(12), None);
@@ -415,7 +416,8 @@ mod tests {
             for c in 0..200u64 {
                 let ext = format!("wm{c}");
                 let value = format!("{ext}-round-{round}-{}", "x".repeat(100));
-                s.apply(&ext, value.as_bytes(), &[rel(c + 1, round)]).unwrap();
+                s.apply(&ext, value.as_bytes(), &[rel(c + 1, round)])
+                    .unwrap();
             }
         }
         let stats = s.stats();
@@ -430,7 +432,9 @@ mod tests {
             assert_eq!(s.relation_fingerprint(c + 1), Some(29));
         }
         s.flush().unwrap();
-        let on_disk = std::fs::metadata(dir.path().join("state.spill")).unwrap().len();
+        let on_disk = std::fs::metadata(dir.path().join("state.spill"))
+            .unwrap()
+            .len();
         assert_eq!(on_disk, s.stats().spill_bytes);
         assert!(!dir.path().join("compacting").exists());
     }
