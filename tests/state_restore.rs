@@ -334,3 +334,155 @@ async fn unreachable_broker_stalls_into_a_retry_error() {
     .expect_err("no broker");
     assert_eq!(err.class(), ErrorClass::Retry, "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_transaction_stalls_the_restore_until_it_commits() {
+    let topic = create_topic(1).await;
+    produce_transactions(
+        &topic,
+        vec![(
+            true,
+            vec![
+                rec("wmA", "a1", &[(1, 1)], 0),
+                rec("wmB", "b1", &[(2, 1)], 0),
+            ],
+        )],
+    )
+    .await;
+    // A transaction left open: the last stable offset stays below the high watermark.
+    let t = topic.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = base_config()
+            .set("transactional.id", format!("state-test-open-{}", suffix()))
+            .set("transaction.timeout.ms", "60000")
+            .create()
+            .expect("producer");
+        let timeout = Duration::from_secs(30);
+        producer.init_transactions(timeout).expect("init");
+        producer.begin_transaction().expect("begin");
+        let r = rec("wmC", "c1", &[(3, 1)], 0);
+        producer
+            .send(
+                BaseRecord::<str, [u8]>::to(&t)
+                    .key("wmC")
+                    .partition(0)
+                    .headers(headers_of(&r))
+                    .payload(&b"c1"[..]),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+        producer.flush(timeout).expect("flush");
+        producer
+    })
+    .await
+    .expect("producer thread");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = StateStore::open(dir.path()).expect("open");
+    let err = restore(
+        base_config(),
+        &topic,
+        &mut store,
+        Duration::from_secs(2),
+        |_, _| {},
+    )
+    .await
+    .expect_err("stalled behind the open transaction");
+    match &err {
+        StateError::RestoreStalled {
+            records, pending, ..
+        } => assert_eq!((*records, *pending), (2, 1), "{err}"),
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert_eq!(err.class(), ErrorClass::Retry);
+
+    tokio::task::spawn_blocking(move || {
+        producer
+            .commit_transaction(Duration::from_secs(30))
+            .expect("commit")
+    })
+    .await
+    .expect("commit thread");
+    let stats = restore(
+        base_config(),
+        &topic,
+        &mut store,
+        Duration::from_secs(30),
+        |_, _| {},
+    )
+    .await
+    .expect("restore after commit");
+    assert_eq!(stats.records, 3);
+    assert_eq!(store.load("wmC").unwrap().as_deref(), Some(&b"c1"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_restore_leaves_an_empty_store_that_can_restore_again() {
+    let topic = create_topic(1).await;
+    produce_transactions(&topic, vec![(true, vec![rec("wmA", "a1", &[(1, 1)], 0)])]).await;
+    // Left open so that the first restore cannot finish before it is dropped.
+    let t = topic.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = base_config()
+            .set("transactional.id", format!("state-test-drop-{}", suffix()))
+            .set("transaction.timeout.ms", "60000")
+            .create()
+            .expect("producer");
+        let timeout = Duration::from_secs(30);
+        producer.init_transactions(timeout).expect("init");
+        producer.begin_transaction().expect("begin");
+        let r = rec("wmB", "b1", &[], 0);
+        producer
+            .send(
+                BaseRecord::<str, [u8]>::to(&t)
+                    .key("wmB")
+                    .partition(0)
+                    .headers(headers_of(&r))
+                    .payload(&b"b1"[..]),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+        producer.flush(timeout).expect("flush");
+        producer
+    })
+    .await
+    .expect("producer thread");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = StateStore::open(dir.path()).expect("open");
+    let cut = tokio::time::timeout(
+        Duration::from_secs(3),
+        restore(
+            base_config(),
+            &topic,
+            &mut store,
+            Duration::from_secs(60),
+            |_, _| {},
+        ),
+    )
+    .await;
+    assert!(cut.is_err(), "restore should still be waiting: {cut:?}");
+    assert_eq!(store.customers(), 0);
+    assert!(!store.contains("wmA"));
+
+    tokio::task::spawn_blocking(move || {
+        producer
+            .commit_transaction(Duration::from_secs(30))
+            .expect("commit")
+    })
+    .await
+    .expect("commit thread");
+    let stats = restore(
+        base_config(),
+        &topic,
+        &mut store,
+        Duration::from_secs(30),
+        |_, _| {},
+    )
+    .await
+    .expect("restore after the dropped one");
+    assert_eq!(stats.records, 2);
+    assert_eq!(store.load("wmB").unwrap().as_deref(), Some(&b"b1"[..]));
+    store.apply("wmZ", b"z", &[]).expect("apply after restore");
+    assert_eq!(store.load("wmZ").unwrap().as_deref(), Some(&b"z"[..]));
+}

@@ -63,6 +63,10 @@ pub async fn restore(
     let job_topic = topic.to_string();
     let mut handle = tokio::task::spawn_blocking(move || {
         let result = run(&client, &job_topic, &mut owned, timeout, &tx, &stop);
+        if stop.load(Ordering::Relaxed) {
+            // Nobody will take the store back; the caller's stand-in owns the spill path now.
+            owned.abandon();
+        }
         (owned, result)
     });
     let joined = loop {
@@ -124,6 +128,8 @@ impl Drop for StopOnDrop {
 #[derive(Debug)]
 struct Pending {
     partition: i32,
+    /// Low watermark captured at start (for the progress estimate).
+    start: i64,
     /// High watermark captured at start; done once the position reaches it.
     end: i64,
     done: bool,
@@ -176,7 +182,10 @@ fn run(
         .map_err(kafka("create watermark consumer"))?;
     let mut pending = end_offsets(&probe, topic, timeout)?;
     drop(probe);
-    let total: u64 = pending.iter().map(|p| p.end.max(0) as u64).sum();
+    let total: u64 = pending
+        .iter()
+        .map(|p| (p.end - p.start).max(0) as u64)
+        .sum();
     pending.retain(|p| p.end > 0);
     if pending.is_empty() {
         return Ok((0, 0, 0));
@@ -210,7 +219,15 @@ fn run(
                 let Some(p) = pending.iter_mut().find(|p| p.partition == partition) else {
                     continue;
                 };
-                if p.done || offset >= p.end {
+                if p.done {
+                    continue;
+                }
+                if offset >= p.end {
+                    // In-order delivery: everything below the end was delivered or skipped
+                    // (markers, aborted batches). Newer records are not part of this restore.
+                    p.done = true;
+                    open -= 1;
+                    pause(&consumer, topic, partition);
                     continue;
                 }
                 bytes += apply_record(store, topic, &msg)?;
@@ -315,6 +332,7 @@ fn end_offsets(
             .map_err(kafka("fetch watermarks"))?;
         out.push(Pending {
             partition: p.id(),
+            start: low.min(high),
             end: if high > low { high } else { 0 },
             done: false,
         });

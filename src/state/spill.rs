@@ -9,7 +9,7 @@
 //! An entry is addressed by a packed location `offset << 24 | len` (40-bit offset: 1 TiB of file;
 //! 24-bit length: entries up to 16 MiB). Writes go through an in-memory tail buffer; reads of the
 //! tail are served from it, reads of the rest use positioned reads (`FileExt::read_exact_at`), so
-//! `&self` suffices to read. The file is a cache, truncated when opened.
+//! `&self` suffices to read. The file is a cache, replaced by a new empty file when opened.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -93,7 +93,7 @@ pub struct Spill {
 }
 
 impl Spill {
-    /// Creates (or truncates) `dir/state.spill`, creating `dir` if needed.
+    /// Creates `dir/state.spill` (replacing any previous one), creating `dir` if needed.
     pub fn create(dir: &Path) -> Result<Spill, StateError> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::Spill {
             path: dir.to_path_buf(),
@@ -101,7 +101,7 @@ impl Spill {
             source,
         })?;
         let path = dir.join("state.spill");
-        let file = open_truncated(&path)?;
+        let file = open_fresh(&path)?;
         Ok(Spill {
             path,
             file: Some(file),
@@ -132,7 +132,14 @@ impl Spill {
 
     /// Closes the file without deleting it (its path now names another spill's file).
     pub fn forget(mut self) {
+        self.disown();
+    }
+
+    /// Closes the file without deleting it on drop; the spill is unusable afterwards.
+    pub fn disown(&mut self) {
         self.file = None;
+        self.buffer = Vec::new();
+        self.flushed = 0;
     }
 
     /// Path of the spill file.
@@ -150,11 +157,11 @@ impl Spill {
         self.len() == 0
     }
 
-    /// Forgets every entry and truncates the file.
+    /// Forgets every entry and starts a new empty file.
     pub fn reset(&mut self) -> Result<(), StateError> {
         self.buffer.clear();
         self.flushed = 0;
-        self.file = Some(open_truncated(&self.path)?);
+        self.file = Some(open_fresh(&self.path)?);
         Ok(())
     }
 
@@ -218,7 +225,7 @@ impl Spill {
             return Ok(());
         }
         if self.file.is_none() {
-            self.file = Some(open_truncated(&self.path)?);
+            self.file = Some(open_fresh(&self.path)?);
         }
         let Some(file) = self.file.as_mut() else {
             return Ok(());
@@ -308,12 +315,24 @@ impl Drop for Spill {
     }
 }
 
-fn open_truncated(path: &Path) -> Result<File, StateError> {
+/// Replaces whatever file is at `path` by a new empty one. A new inode, not a truncation: a
+/// store still holding the old file (a cancelled restore's thread) cannot write into it.
+fn open_fresh(path: &Path) -> Result<File, StateError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(StateError::Spill {
+                path: path.to_path_buf(),
+                action: "remove stale file",
+                source,
+            })
+        }
+    }
     OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .open(path)
         .map_err(|source| StateError::Spill {
             path: path.to_path_buf(),
@@ -377,7 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn reset_truncates_and_drop_removes() {
+    fn reset_starts_a_new_file_and_drop_removes() {
         let dir = tempfile::tempdir().unwrap();
         let mut spill = Spill::create(dir.path()).unwrap();
         spill.append(1, "x", &[], &[1u8; 2_000_000]).unwrap();

@@ -121,7 +121,8 @@ pub struct StateStore {
 }
 
 impl StateStore {
-    /// An empty store with a fresh spill file `dir/state.spill` (created or truncated).
+    /// An empty store with a fresh spill file `dir/state.spill` (any previous one is replaced).
+    /// One store per directory: two stores sharing a directory would replace each other's file.
     pub fn open(dir: &Path) -> Result<StateStore, StateError> {
         Self::open_with(dir, StoreOptions::default())
     }
@@ -147,6 +148,15 @@ impl StateStore {
             live_bytes: 0,
             options: self.options,
         }
+    }
+
+    /// Empties the store and lets go of the spill file without deleting it: the path now
+    /// belongs to another store (a cancelled restore's stand-in).
+    pub(crate) fn abandon(&mut self) {
+        self.customers.clear();
+        self.relations.clear();
+        self.live_bytes = 0;
+        self.spill.disown();
     }
 
     /// Whether a snapshot of this customer was committed.
@@ -262,7 +272,7 @@ impl StateStore {
         Ok(())
     }
 
-    /// Empties the store and truncates the spill file.
+    /// Empties the store and starts a new empty spill file.
     pub fn reset(&mut self) -> Result<(), StateError> {
         self.customers.clear();
         self.relations.clear();
