@@ -26,6 +26,25 @@ fn base_config() -> ClientConfig {
     c
 }
 
+/// The process-wide Prometheus recorder, installed once per test binary.
+fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("install recorder")
+    })
+}
+
+/// The value of an unlabelled series in a Prometheus text rendering.
+fn metric_value(rendered: &str, name: &str) -> Option<f64> {
+    rendered
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 fn suffix() -> String {
     let n: u64 = rand::random();
     format!("{n:016x}")
@@ -173,6 +192,7 @@ async fn restores_latest_committed_state_across_partitions() {
     ];
     produce_transactions(&topic, batches).await;
 
+    let metrics = metrics_handle();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = StateStore::open(dir.path()).expect("open");
     // Stale content must be wiped by the restore.
@@ -212,6 +232,19 @@ async fn restores_latest_committed_state_across_partitions() {
     assert_eq!(last.0, 7);
     // The estimate counts raw offsets, markers and aborted records included.
     assert!(last.1 >= 7, "{last:?}");
+
+    // Other tests of this binary restore concurrently: the counter is at least ours.
+    let rendered = metrics.render();
+    let restored = metric_value(&rendered, "tanma_state_restore_records_total");
+    assert!(restored.is_some_and(|v| v >= 7.0), "{rendered}");
+    assert!(
+        metric_value(&rendered, "tanma_state_customers").is_some(),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("tanma_state_restore_seconds"),
+        "{rendered}"
+    );
 
     // A second restore of the same topic gives the same state (the store is reset first).
     let again = restore(

@@ -98,10 +98,7 @@ pub async fn restore(
     };
     let sizes = store.stats();
     metrics::histogram!("tanma_state_restore_seconds").record(stats.elapsed.as_secs_f64());
-    metrics::gauge!("tanma_state_customers").set(sizes.customers as f64);
-    metrics::gauge!("tanma_state_relations").set(sizes.relations as f64);
-    metrics::gauge!("tanma_state_index_bytes").set(sizes.index_bytes as f64);
-    metrics::gauge!("tanma_state_spill_bytes").set(sizes.spill_bytes as f64);
+    store.emit_gauges();
     tracing::info!(
         topic,
         records = stats.records,

@@ -190,6 +190,16 @@ impl StateStore {
         }
     }
 
+    /// Sets the `tanma_state_*` gauges (customers, relations, index and spill bytes); call it
+    /// once per committed unit of work rather than per customer.
+    pub fn emit_gauges(&self) {
+        let sizes = self.stats();
+        metrics::gauge!("tanma_state_customers").set(sizes.customers as f64);
+        metrics::gauge!("tanma_state_relations").set(sizes.relations as f64);
+        metrics::gauge!("tanma_state_index_bytes").set(sizes.index_bytes as f64);
+        metrics::gauge!("tanma_state_spill_bytes").set(sizes.spill_bytes as f64);
+    }
+
     /// The encoded snapshot bytes last committed for this customer.
     pub fn load(&self, external_user_id: &str) -> Result<Option<Vec<u8>>, StateError> {
         let Some(loc) = self.customers.get(key_hash(external_user_id)) else {
