@@ -245,7 +245,7 @@ impl StateStore {
             for (rk, _) in entry.relations() {
                 self.relations.remove(rk);
             }
-            self.live_bytes -= unpack(old_loc).1 as u64;
+            self.live_bytes = self.live_bytes.saturating_sub(unpack(old_loc).1 as u64);
         }
         for c in relations.chunks_exact(16) {
             let (k, f) = c.split_at(8);
@@ -274,7 +274,7 @@ impl StateStore {
         let Some(loc) = self.customers.remove(kh) else {
             return Ok(());
         };
-        self.live_bytes -= unpack(loc).1 as u64;
+        self.live_bytes = self.live_bytes.saturating_sub(unpack(loc).1 as u64);
         let entry = self.spill.read(loc)?;
         for (rk, _) in entry.relations() {
             self.relations.remove(rk);
