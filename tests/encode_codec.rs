@@ -376,6 +376,16 @@ fn encode_speed() {
         total / (n + m) as usize,
         theirs.as_secs_f64() * 1e6
     );
+    let snap = codec.encode_snapshot(c.after()).unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        assert_eq!(codec.decode_snapshot(&snap).unwrap().revision, 2);
+    }
+    println!(
+        "decode_snapshot: {:.2} µs/snapshot ({} bytes)",
+        (start.elapsed() / n).as_secs_f64() * 1e6,
+        snap.len()
+    );
     assert!(ours < std::time::Duration::from_micros(200), "{ours:?}");
 }
 
