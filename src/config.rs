@@ -309,6 +309,8 @@ pub struct OpsConfig {
     pub shutdown_grace_secs: u64,
     /// Show a progress bar during backfill when on a terminal.
     pub progress: bool,
+    /// `/health` fails when the main loop has not ticked for this long.
+    pub liveness_timeout_secs: u64,
 }
 
 impl Default for OpsConfig {
@@ -319,6 +321,7 @@ impl Default for OpsConfig {
             log_format: "auto".into(),
             shutdown_grace_secs: 30,
             progress: true,
+            liveness_timeout_secs: 300,
         }
     }
 }

@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod commands;
 pub mod config;
 pub mod customer;
 pub mod encode;

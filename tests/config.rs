@@ -29,8 +29,14 @@ fn file_plus_env_overrides_and_secret_from_env() {
         jail.set_env("TANMA_WINDOWS__SETTLE_LAG_SECS", "42");
         jail.set_env("TANMA_INFRA_DIR", "/not/a/config/key");
         let c = Config::load(Some("c.toml".as_ref())).map_err(|e| e.to_string())?;
-        assert_eq!(c.api.app_key.as_ref().unwrap().expose_secret(), "k3y-from-env");
-        assert_eq!(c.api.app_id, "12345", "a numeric env value still fills a string key");
+        assert_eq!(
+            c.api.app_key.as_ref().unwrap().expose_secret(),
+            "k3y-from-env"
+        );
+        assert_eq!(
+            c.api.app_id, "12345",
+            "a numeric env value still fills a string key"
+        );
         assert_eq!(c.windows.settle_lag_secs, 42);
         assert_eq!(c.kafka.bootstrap_servers, "127.0.0.1:19092");
         Ok(())
@@ -93,7 +99,10 @@ security_protocol = "sasl_ssl"
             "kafka.sasl_username",
             "kafka.sasl_password",
         ] {
-            assert!(p.iter().any(|l| l.starts_with(key)), "no problem for {key}: {p:?}");
+            assert!(
+                p.iter().any(|l| l.starts_with(key)),
+                "no problem for {key}: {p:?}"
+            );
         }
         Ok(())
     });

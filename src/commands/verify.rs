@@ -1,0 +1,281 @@
+//! `tanma-connector verify`: audits what the connector committed against a source of truth —
+//! the simulator's truth API. Used by the chaos run, the benchmarks and the end-to-end tests.
+//!
+//! Reports, over the events topic (read_committed):
+//! - **lost**: a customer of the truth with no event, or whose latest after-image differs from the
+//!   truth;
+//! - **duplicated**: an `event_id` seen twice, a second CREATED for a customer, or a revision seen
+//!   twice;
+//! - **spurious**: an event for a customer the truth does not have, an UPDATED whose after-image
+//!   equals its before-image, or a revision gap.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::customer::{Customer, Relation};
+use crate::encode::Codec;
+use crate::publish::client_config;
+use crate::upstream::wire::Row;
+
+/// Figures of one audit.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct Audit {
+    /// Customers in the truth.
+    pub truth_customers: usize,
+    /// Events read.
+    pub events: u64,
+    /// CREATED events read.
+    pub created: u64,
+    /// UPDATED events read.
+    pub updated: u64,
+    /// Customers missing or stale.
+    pub lost: u64,
+    /// Repeated events.
+    pub duplicated: u64,
+    /// Events that should not exist.
+    pub spurious: u64,
+    /// Up to 20 examples of problems.
+    pub examples: Vec<String>,
+}
+
+impl Audit {
+    /// True when nothing was lost, duplicated or spurious.
+    pub fn clean(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0 && self.spurious == 0
+    }
+
+    fn note(&mut self, s: String) {
+        if self.examples.len() < 20 {
+            self.examples.push(s);
+        }
+    }
+}
+
+/// The truth: every visible relation, grouped into canonical customers, as the JSON shape the
+/// event's `after.relations` has.
+pub async fn fetch_truth(sim_url: &str) -> Result<BTreeMap<String, Value>, String> {
+    let body = reqwest::get(format!("{}/_sim/truth", sim_url.trim_end_matches('/')))
+        .await
+        .map_err(|e| format!("truth API: {e}"))?
+        .text()
+        .await
+        .map_err(|e| format!("truth API: {e}"))?;
+    let mut customers: BTreeMap<String, Customer> = BTreeMap::new();
+    for (i, line) in body
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("truth line {i}: {e}"))?;
+        let row: Row = serde_json::from_value(v.get("row").cloned().unwrap_or(Value::Null))
+            .map_err(|e| format!("truth line {i}: {e}"))?;
+        let (ext, rel) = Relation::from_row(&row, i).map_err(|e| e.to_string())?;
+        customers
+            .entry(ext.clone())
+            .or_insert_with(|| Customer {
+                external_user_id: ext,
+                relations: Vec::new(),
+            })
+            .upsert(rel);
+    }
+    Ok(customers
+        .into_iter()
+        .map(|(k, c)| (k, relations_json(&c.relations)))
+        .collect())
+}
+
+/// The JSON shape of `relations` in decoded events and snapshots.
+pub fn relations_json(relations: &[Relation]) -> Value {
+    Value::Array(
+        relations
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "qw_user_id": r.qw_user_id,
+                    "mobiles": r.mobiles,
+                    "wechat_nickname": r.nickname,
+                    "wechat_avatar": r.avatar,
+                    "fields": r.fields.iter().map(|f| serde_json::json!({
+                        "id": f.id, "name": f.name, "outer_field": f.outer_field,
+                        "value": f.value, "stable": f.stable,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Reads every committed event (blocking) and decodes it to JSON.
+pub fn read_events(cfg: &Config, codec: &Codec, timeout: Duration) -> Result<Vec<Value>, String> {
+    let mut cc = client_config(&cfg.kafka);
+    cc.set("group.id", format!("tanma-verify-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    let c: BaseConsumer = cc.create().map_err(|e| e.to_string())?;
+    let topic = &cfg.topics.events;
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    let parts = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+        let (_, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        ends.insert(p, high);
+    }
+    c.assign(&tpl).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pos = c.position().map_err(|e| e.to_string())?;
+        let done = ends.iter().all(|(p, high)| {
+            *high == 0
+                || pos
+                    .find_partition(topic, *p)
+                    .and_then(|e| e.offset().to_raw())
+                    .is_some_and(|o| o >= *high)
+        });
+        if done {
+            return Ok(out);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out reading {topic}"));
+        }
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.map_err(|e| e.to_string())?;
+            if let Some(p) = m.payload() {
+                out.push(codec.decode_event_json(p).map_err(|e| e.to_string())?);
+            }
+        }
+    }
+}
+
+/// Compares `events` with `truth`.
+pub fn audit(truth: &BTreeMap<String, Value>, events: &[Value]) -> Audit {
+    let mut a = Audit {
+        truth_customers: truth.len(),
+        ..Audit::default()
+    };
+    let mut ids = HashSet::new();
+    let mut latest: HashMap<&str, (i64, &Value)> = HashMap::new();
+    let mut revisions: HashMap<&str, Vec<i64>> = HashMap::new();
+    for e in events {
+        a.events += 1;
+        let ext = e["external_user_id"].as_str().unwrap_or_default();
+        let id = e["event_id"].as_str().unwrap_or_default();
+        let rev = e["revision"].as_i64().unwrap_or(-1);
+        match e["event_type"].as_str() {
+            Some("CREATED") => a.created += 1,
+            Some("UPDATED") => {
+                a.updated += 1;
+                if e["before"]["relations"] == e["after"]["relations"] {
+                    a.spurious += 1;
+                    a.note(format!("{ext}: UPDATED rev {rev} without a change"));
+                }
+            }
+            other => {
+                a.spurious += 1;
+                a.note(format!("{ext}: unexpected event type {other:?}"));
+            }
+        }
+        if !ids.insert(id) {
+            a.duplicated += 1;
+            a.note(format!("{ext}: event_id {id} seen twice"));
+        }
+        if !truth.contains_key(ext) {
+            a.spurious += 1;
+            a.note(format!("{ext}: not in the truth"));
+        }
+        revisions.entry(ext).or_default().push(rev);
+        if latest.get(ext).is_none_or(|(r, _)| rev > *r) {
+            latest.insert(ext, (rev, &e["after"]["relations"]));
+        }
+    }
+    for (ext, revs) in &mut revisions {
+        revs.sort_unstable();
+        for w in revs.windows(2) {
+            if w[0] == w[1] {
+                a.duplicated += 1;
+                a.note(format!("{ext}: revision {} twice", w[0]));
+            } else if w[1] != w[0] + 1 {
+                a.spurious += 1;
+                a.note(format!("{ext}: revision gap {} → {}", w[0], w[1]));
+            }
+        }
+        if revs.first() != Some(&1) {
+            a.lost += 1;
+            a.note(format!("{ext}: no revision 1 (CREATED)"));
+        }
+    }
+    for (ext, rels) in truth {
+        match latest.get(ext.as_str()) {
+            None => {
+                a.lost += 1;
+                a.note(format!("{ext}: no event"));
+            }
+            Some((rev, after)) if *after != rels => {
+                a.lost += 1;
+                a.note(format!(
+                    "{ext}: latest event (rev {rev}) differs from the truth"
+                ));
+            }
+            _ => {}
+        }
+    }
+    a
+}
+
+/// Runs the audit, re-checking every 2 s until it is clean or `wait` has passed; prints the
+/// figures as JSON and returns the exit code (0 clean, 1 otherwise).
+pub async fn run(cfg: &Config, sim_url: &str, wait: Duration) -> i32 {
+    let deadline = Instant::now() + wait;
+    let codec = match super::reader_codec(cfg).await {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) => {
+            eprintln!("verify: {e}");
+            return super::exit_code::KAFKA_FATAL;
+        }
+    };
+    loop {
+        let truth = match fetch_truth(sim_url).await {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("verify: {e}");
+                return super::exit_code::INTERNAL;
+            }
+        };
+        let c = cfg.clone();
+        let k = codec.clone();
+        let events =
+            tokio::task::spawn_blocking(move || read_events(&c, &k, Duration::from_secs(120)))
+                .await;
+        let events = match events {
+            Ok(Ok(ev)) => ev,
+            Ok(Err(e)) => {
+                eprintln!("verify: {e}");
+                return super::exit_code::KAFKA_FATAL;
+            }
+            Err(e) => {
+                eprintln!("verify: {e}");
+                return super::exit_code::INTERNAL;
+            }
+        };
+        let a = audit(&truth, &events);
+        if a.clean() || Instant::now() >= deadline {
+            println!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
+            return if a.clean() { 0 } else { 1 };
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

@@ -1,0 +1,303 @@
+//! The main loop: start up (topics, schemas, fencing, checkpoint, state), then plan → fetch →
+//! diff → commit → apply until shut down.
+//!
+//! ```text
+//! loop {
+//!     batch   = planner.next_batch(now, concurrency)          // in apply order
+//!     results = fetch every window concurrently, yielded in batch order
+//!     unit    = the longest prefix of complete results, diffed against the state store
+//!     commit(unit.events + unit.state + checkpoint_after(last window))   // one transaction
+//!     on success: store.apply(unit.staged); planner.on_committed(each window)
+//!     on failure: planner.rewind(); back off; nothing was applied, so the next try is the same
+//! }
+//! ```
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::encode::Codec;
+use crate::error::{Classify, ErrorClass};
+use crate::ops::{Health, Progress};
+use crate::plan::{Checkpoint, PlannedWindow, Planner, WindowKind};
+use crate::publish::{OutRecord, TransactionalProducer};
+use crate::state::StateStore;
+use crate::upstream::window_reader::{WindowOutcome, WindowReader};
+
+use super::unit::{Topics, Unit};
+use super::PipelineError;
+
+/// Everything the loop needs, built by [`super::startup`].
+pub struct Connector {
+    /// The validated configuration.
+    pub cfg: Config,
+    /// Reads windows from the API.
+    pub reader: WindowReader,
+    /// Decides which windows come next.
+    pub planner: Planner,
+    /// Last committed snapshot of every customer.
+    pub store: StateStore,
+    /// Transactional producer (already fenced older instances).
+    pub producer: TransactionalProducer,
+    /// Avro codec.
+    pub codec: Codec,
+    /// Liveness / readiness.
+    pub health: Health,
+}
+
+/// How a [`Connector::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Shut down on request, after the open transaction was committed.
+    Shutdown,
+    /// Stopped because `stop_when_caught_up` was set and nothing was due.
+    CaughtUp,
+}
+
+/// Options for tests and one-shot runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Return [`Exit::CaughtUp`] the first time the planner has nothing due.
+    pub stop_when_caught_up: bool,
+}
+
+impl Connector {
+    /// Runs until `shutdown` is cancelled (or, with `opts.stop_when_caught_up`, until caught
+    /// up). Returns an error only for fatal conditions; transient ones are retried with backoff.
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+        opts: RunOptions,
+    ) -> Result<Exit, PipelineError> {
+        let topics = Topics {
+            events: self.cfg.topics.events.clone(),
+            state: self.cfg.topics.state.clone(),
+            dead_letter: self.cfg.topics.dead_letter.clone(),
+        };
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.cfg.api.backoff_initial_ms.max(10)),
+            Duration::from_millis(self.cfg.api.backoff_max_ms.max(100)),
+        );
+        let mut progress = Progress::new(self.cfg.ops.progress);
+        let poll = Duration::from_millis(self.cfg.windows.poll_interval_ms);
+        loop {
+            self.health.beat();
+            if shutdown.is_cancelled() {
+                progress.finish();
+                return Ok(Exit::Shutdown);
+            }
+            let now = Utc::now();
+            self.report(now, &mut progress);
+            let batch = self.planner.next_batch(now, self.cfg.windows.concurrency);
+            if batch.is_empty() {
+                if opts.stop_when_caught_up {
+                    progress.finish();
+                    return Ok(Exit::CaughtUp);
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                }
+                continue;
+            }
+            match self.run_batch(&batch, &topics, &shutdown).await {
+                Ok(()) => backoff.reset(),
+                Err(e) => {
+                    self.planner.rewind();
+                    match e.class() {
+                        ErrorClass::Fatal => return Err(e),
+                        class => {
+                            let delay = backoff.next();
+                            warn!(error = %e, class = class.as_str(), retry_in_ms = delay.as_millis() as u64,
+                                "Batch failed; nothing was committed or applied; retrying from the last checkpoint.");
+                            metrics::counter!("tanma_batch_retries_total", "class" => class.as_str())
+                                .increment(1);
+                            tokio::select! {
+                                _ = shutdown.cancelled() => {}
+                                _ = tokio::time::sleep(delay) => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fetches the batch concurrently, then commits the longest prefix of complete windows in
+    /// one transaction.
+    async fn run_batch(
+        &mut self,
+        batch: &[PlannedWindow],
+        topics: &Topics,
+        shutdown: &CancellationToken,
+    ) -> Result<(), PipelineError> {
+        let threshold = self.cfg.windows.split_threshold;
+        let reader = self.reader.clone();
+        let mut results = futures::stream::iter(batch.iter())
+            .map(|pw| {
+                let reader = reader.clone();
+                async move { (pw, reader.read(pw.window, threshold).await) }
+            })
+            .buffered(batch.len().max(1));
+        let mut done: Vec<(&PlannedWindow, crate::upstream::window_reader::WindowRead)> =
+            Vec::new();
+        let mut stop: Option<PipelineError> = None;
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                n = results.next() => n,
+            };
+            let Some((pw, outcome)) = next else { break };
+            match outcome {
+                Ok(WindowOutcome::Complete(read)) => {
+                    metrics::counter!("tanma_windows_read_total", "kind" => kind_label(&pw.kind))
+                        .increment(1);
+                    done.push((pw, read));
+                }
+                Ok(WindowOutcome::TooLarge { total_count, .. }) => {
+                    debug!(window = %pw.window, total_count, "Window too large; splitting.");
+                    metrics::counter!("tanma_windows_split_total").increment(1);
+                    // Windows after this one must wait for its halves: stop the prefix here.
+                    self.commit_prefix(&done, topics).await?;
+                    // Takes back `pw` and every window handed out after it; their results
+                    // (fetched or not) are dropped and they come again after the halves.
+                    self.planner.split(pw)?;
+                    return Ok(());
+                }
+                Err(e) => {
+                    stop = Some(PipelineError::Api(e));
+                    break;
+                }
+            }
+        }
+        drop(results);
+        // Commit what completed before the failure (or the shutdown), then report the failure.
+        self.commit_prefix(&done, topics).await?;
+        match stop {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn commit_prefix(
+        &mut self,
+        done: &[(&PlannedWindow, crate::upstream::window_reader::WindowRead)],
+        topics: &Topics,
+    ) -> Result<(), PipelineError> {
+        let Some((last, _)) = done.last() else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let mut unit = Unit::default();
+        for (_, read) in done {
+            unit.add_window(
+                read,
+                &self.store,
+                &self.codec,
+                topics,
+                self.cfg.topics.on_bad_record,
+                now,
+            )?;
+        }
+        let checkpoint: Checkpoint = self.planner.checkpoint_after(last);
+        let mut records = std::mem::take(&mut unit.records);
+        records.push(OutRecord {
+            topic: self.cfg.topics.checkpoint.clone(),
+            key: self.cfg.kafka.transactional_id.as_bytes().to_vec(),
+            value: Some(checkpoint.to_bytes()),
+            headers: Vec::new(),
+        });
+        let started = Instant::now();
+        let commit = self.producer.commit(records).await?;
+        // Committed: only now does the local state learn about it.
+        for s in unit.staged {
+            self.store
+                .apply(&s.external_user_id, &s.value, &s.relations)?;
+        }
+        for (pw, _) in done {
+            self.planner.on_committed(pw)?;
+        }
+        let st = unit.stats;
+        metrics::counter!("tanma_relations_read_total").increment(st.relations);
+        metrics::counter!("tanma_relations_unchanged_total").increment(st.unchanged);
+        metrics::counter!("tanma_events_total", "type" => "CREATED").increment(st.created);
+        metrics::counter!("tanma_events_total", "type" => "UPDATED").increment(st.updated);
+        metrics::counter!("tanma_dead_letters_total").increment(st.dead_letters);
+        metrics::gauge!("tanma_customers_tracked").set(self.store.customers() as f64);
+        debug!(
+            windows = done.len(),
+            relations = st.relations,
+            created = st.created,
+            updated = st.updated,
+            unchanged = st.unchanged,
+            records = commit.records,
+            commit_ms = started.elapsed().as_millis() as u64,
+            watermark = %self.planner.watermark(),
+            "Committed unit of work."
+        );
+        Ok(())
+    }
+
+    fn report(&self, now: chrono::DateTime<Utc>, progress: &mut Progress) {
+        let lag = (now - self.planner.watermark()).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::gauge!("tanma_watermark_lag_seconds").set(lag);
+        for (tier, ratio) in self.planner.rescan_progress().into_iter().enumerate() {
+            metrics::gauge!("tanma_rescan_progress_ratio", "tier" => tier.to_string()).set(ratio);
+        }
+        let (done, total) = self.planner.backfill_progress(now);
+        progress.set(
+            done.max(0) as u64,
+            total.max(0) as u64,
+            self.store.customers() as u64,
+        );
+        if self.planner.caught_up(now) {
+            progress.finish();
+        }
+    }
+}
+
+fn kind_label(k: &WindowKind) -> &'static str {
+    match k {
+        WindowKind::Forward => "forward",
+        WindowKind::Lookback => "lookback",
+        WindowKind::Rescan { .. } => "rescan",
+    }
+}
+
+/// Exponential backoff with full jitter.
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            attempt: 0,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let exp = self
+            .initial
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let jitter: f64 = rand::random::<f64>();
+        exp.mul_f64(0.5 + jitter / 2.0)
+    }
+
+    fn reset(&mut self) {
+        if self.attempt > 0 {
+            info!("Recovered; resuming normal operation.");
+        }
+        self.attempt = 0;
+    }
+}

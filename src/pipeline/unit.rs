@@ -1,0 +1,277 @@
+//! Building one unit of work: the relations a batch of windows returned, diffed against the
+//! state store, turned into the records of one Kafka transaction.
+//!
+//! Pure with respect to Kafka: reads the state store, writes nothing. What it stages is applied
+//! to the store only after the transaction commits ([`StagedState`]).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::BadRecordPolicy;
+use crate::customer::canonical::{relation_fingerprint, relation_key_hash};
+use crate::customer::diff::{diff, event_id, Change, Snapshot};
+use crate::customer::Relation;
+use crate::encode::Codec;
+use crate::error::{Classify, ErrorClass};
+use crate::plan::Window;
+use crate::publish::OutRecord;
+use crate::state::{encode_headers, RelationMeta, StateStore};
+use crate::upstream::window_reader::WindowRead;
+
+/// Header carrying the deterministic event id, so consumers can drop replays without decoding.
+pub const EVENT_ID_HEADER: &str = "event_id";
+/// Header carrying the event type (`CREATED` / `UPDATED`).
+pub const EVENT_TYPE_HEADER: &str = "event_type";
+
+/// Topic names a unit of work writes to.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Change events.
+    pub events: String,
+    /// Compacted customer snapshots.
+    pub state: String,
+    /// Dead letters.
+    pub dead_letter: String,
+}
+
+/// A snapshot to record in the state store once its transaction has committed.
+#[derive(Debug)]
+pub struct StagedState {
+    /// The customer.
+    pub external_user_id: String,
+    /// Encoded snapshot, exactly as written to the state topic.
+    pub value: Vec<u8>,
+    /// Relation index entries of the snapshot.
+    pub relations: Vec<RelationMeta>,
+}
+
+/// What one window contributed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UnitStats {
+    /// Relations read.
+    pub relations: u64,
+    /// Relations whose content was already known.
+    pub unchanged: u64,
+    /// CREATED events.
+    pub created: u64,
+    /// UPDATED events.
+    pub updated: u64,
+    /// Records sent to the dead-letter topic.
+    pub dead_letters: u64,
+}
+
+/// The records of one transaction (without the checkpoint) and the state to apply after commit.
+#[derive(Debug, Default)]
+pub struct Unit {
+    /// Events, then state records, then dead letters, in a deterministic order.
+    pub records: Vec<OutRecord>,
+    /// State to apply after commit, in order.
+    pub staged: Vec<StagedState>,
+    /// Counts.
+    pub stats: UnitStats,
+    /// Position in `staged` of each customer staged in this unit.
+    staged_index: HashMap<String, usize>,
+}
+
+/// A unit of work could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitError {
+    /// A record could not be encoded and the policy is to stop.
+    #[error("customer {external_user_id}: cannot encode: {reason} (topics.on_bad_record = stop)")]
+    BadRecord {
+        /// The customer.
+        external_user_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The state store failed (local disk).
+    #[error("state store: {0}")]
+    State(#[from] crate::state::StateError),
+    /// A stored snapshot could not be decoded: the state topic holds something we did not write.
+    #[error("customer {external_user_id}: stored snapshot cannot be decoded: {reason}")]
+    CorruptState {
+        /// The customer.
+        external_user_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Classify for UnitError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            UnitError::BadRecord { .. } | UnitError::CorruptState { .. } => ErrorClass::Fatal,
+            UnitError::State(e) => e.class(),
+        }
+    }
+}
+
+impl Unit {
+    /// Adds one window's result to the unit. Customers already staged earlier in this unit are
+    /// diffed against their staged (not yet committed) snapshot.
+    pub fn add_window(
+        &mut self,
+        read: &WindowRead,
+        store: &StateStore,
+        codec: &Codec,
+        topics: &Topics,
+        policy: BadRecordPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<(), UnitError> {
+        self.stats.relations += read.relations.len() as u64;
+        for rejected in &read.rejected {
+            self.dead_letter(
+                topics,
+                None,
+                read.window,
+                &rejected.raw_json,
+                &rejected.error,
+                policy,
+            )?;
+        }
+        let mut i = 0;
+        let rels = &read.relations;
+        while i < rels.len() {
+            let ext = rels[i].0.as_str();
+            let mut j = i;
+            while j < rels.len() && rels[j].0 == ext {
+                j += 1;
+            }
+            let group: Vec<&Relation> = rels[i..j].iter().map(|(_, r)| r).collect();
+            i = j;
+            self.add_customer(ext, group, read.window, store, codec, topics, policy, now)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_customer(
+        &mut self,
+        ext: &str,
+        group: Vec<&Relation>,
+        window: Window,
+        store: &StateStore,
+        codec: &Codec,
+        topics: &Topics,
+        policy: BadRecordPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<(), UnitError> {
+        let staged_idx = self.staged_index.get(ext).copied();
+        // Fast path: every relation's fingerprint is already known → nothing to do.
+        if staged_idx.is_none()
+            && group.iter().all(|r| {
+                store.relation_fingerprint(relation_key_hash(ext, &r.qw_user_id))
+                    == Some(relation_fingerprint(r))
+            })
+        {
+            self.stats.unchanged += group.len() as u64;
+            return Ok(());
+        }
+        let prev_bytes = match staged_idx {
+            Some(k) => Some(self.staged[k].value.clone()),
+            None => store.load(ext)?,
+        };
+        let prev: Option<Snapshot> = match prev_bytes {
+            None => None,
+            Some(b) => Some(
+                codec
+                    .decode_snapshot(&b)
+                    .map_err(|e| UnitError::CorruptState {
+                        external_user_id: ext.to_string(),
+                        reason: e.to_string(),
+                    })?,
+            ),
+        };
+        let relations: Vec<Relation> = group.into_iter().cloned().collect();
+        let Some(change) = diff(prev.as_ref(), ext, relations, now) else {
+            self.stats.unchanged += 1;
+            return Ok(());
+        };
+        let after = change.after();
+        let encoded = codec
+            .encode_event(&change, window, now)
+            .and_then(|ev| codec.encode_snapshot(after).map(|snap| (ev, snap)));
+        let (event_bytes, snapshot_bytes) = match encoded {
+            Ok(v) => v,
+            Err(e) => {
+                let raw = serde_json::json!({
+                    "externalUserId": ext,
+                    "relations": format!("{:?}", after.customer.relations),
+                })
+                .to_string();
+                return self.dead_letter(topics, Some(ext), window, &raw, &e.to_string(), policy);
+            }
+        };
+        let metas: Vec<RelationMeta> = after
+            .customer
+            .relations
+            .iter()
+            .map(|r| RelationMeta {
+                key_hash: relation_key_hash(ext, &r.qw_user_id),
+                fingerprint: relation_fingerprint(r),
+            })
+            .collect();
+        let id = event_id(ext, after.revision, after.fingerprint);
+        match &change {
+            Change::Created { .. } => self.stats.created += 1,
+            Change::Updated { .. } => self.stats.updated += 1,
+        }
+        self.records.push(OutRecord {
+            topic: topics.events.clone(),
+            key: ext.as_bytes().to_vec(),
+            value: Some(event_bytes),
+            headers: vec![
+                (EVENT_ID_HEADER.to_string(), id.into_bytes()),
+                (
+                    EVENT_TYPE_HEADER.to_string(),
+                    change.event_type().as_bytes().to_vec(),
+                ),
+            ],
+        });
+        self.records.push(OutRecord {
+            topic: topics.state.clone(),
+            key: ext.as_bytes().to_vec(),
+            value: Some(snapshot_bytes.clone()),
+            headers: encode_headers(after.fingerprint, &metas),
+        });
+        self.staged_index.insert(ext.to_string(), self.staged.len());
+        self.staged.push(StagedState {
+            external_user_id: ext.to_string(),
+            value: snapshot_bytes,
+            relations: metas,
+        });
+        Ok(())
+    }
+
+    fn dead_letter(
+        &mut self,
+        topics: &Topics,
+        ext: Option<&str>,
+        window: Window,
+        raw_json: &str,
+        error: &str,
+        policy: BadRecordPolicy,
+    ) -> Result<(), UnitError> {
+        if policy == BadRecordPolicy::Stop {
+            return Err(UnitError::BadRecord {
+                external_user_id: ext.unwrap_or("<unknown>").to_string(),
+                reason: error.to_string(),
+            });
+        }
+        tracing::warn!(external_user_id = ext, %window, error, "Record sent to the dead-letter topic.");
+        self.stats.dead_letters += 1;
+        let value = serde_json::json!({
+            "error": error,
+            "window": { "since": window.since, "before": window.before },
+            "raw": raw_json,
+        });
+        self.records.push(OutRecord {
+            topic: topics.dead_letter.clone(),
+            key: ext.map(|e| e.as_bytes().to_vec()).unwrap_or_default(),
+            value: Some(value.to_string().into_bytes()),
+            headers: vec![("error".to_string(), error.as_bytes().to_vec())],
+        });
+        Ok(())
+    }
+}
