@@ -120,23 +120,17 @@ pub fn read_events(cfg: &Config, codec: &Codec, timeout: Duration) -> Result<Vec
         .set("isolation.level", "read_committed");
     let c: BaseConsumer = cc.create().map_err(|e| e.to_string())?;
     let topic = &cfg.topics.events;
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
-    let parts = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for p in 0..parts {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(|e| e.to_string())?;
-        let (_, high) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        ends.insert(p, high);
-    }
+    let deadline = Instant::now() + timeout;
+    // Metadata and watermarks right after topic creation may briefly fail (no leader yet).
+    let (tpl, ends) = loop {
+        match end_offsets(&c, topic) {
+            Ok(v) => break v,
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
     c.assign(&tpl).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    let deadline = Instant::now() + timeout;
     loop {
         let pos = c.position().map_err(|e| e.to_string())?;
         let done = ends.iter().all(|(p, high)| {
@@ -159,6 +153,29 @@ pub fn read_events(cfg: &Config, codec: &Codec, timeout: Duration) -> Result<Vec
             }
         }
     }
+}
+
+type Ends = (TopicPartitionList, HashMap<i32, i64>);
+
+fn end_offsets(c: &BaseConsumer, topic: &str) -> Result<Ends, String> {
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    let parts = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    if parts == 0 {
+        return Err(format!("topic {topic} has no partitions (missing?)"));
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+        let (_, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        ends.insert(p, high);
+    }
+    Ok((tpl, ends))
 }
 
 /// Compares `events` with `truth`.

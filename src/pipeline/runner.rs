@@ -26,7 +26,7 @@ use crate::ops::{Health, Progress};
 use crate::plan::{Checkpoint, PlannedWindow, Planner, WindowKind};
 use crate::publish::{OutRecord, TransactionalProducer};
 use crate::state::StateStore;
-use crate::upstream::window_reader::{WindowOutcome, WindowReader};
+use crate::upstream::window_reader::{WindowOutcome, WindowRead, WindowReader};
 
 use super::unit::{Topics, Unit};
 use super::PipelineError;
@@ -136,15 +136,19 @@ impl Connector {
         shutdown: &CancellationToken,
     ) -> Result<(), PipelineError> {
         let threshold = self.cfg.windows.split_threshold;
-        let reader = self.reader.clone();
-        let mut results = futures::stream::iter(batch.iter())
+        let fetches: Vec<_> = batch
+            .iter()
+            .cloned()
             .map(|pw| {
-                let reader = reader.clone();
-                async move { (pw, reader.read(pw.window, threshold).await) }
+                let reader = self.reader.clone();
+                async move {
+                    let outcome = reader.read(pw.window, threshold).await;
+                    (pw, outcome)
+                }
             })
-            .buffered(batch.len().max(1));
-        let mut done: Vec<(&PlannedWindow, crate::upstream::window_reader::WindowRead)> =
-            Vec::new();
+            .collect();
+        let mut results = futures::stream::iter(fetches).buffered(batch.len().max(1));
+        let mut done: Vec<(PlannedWindow, WindowRead)> = Vec::new();
         let mut stop: Option<PipelineError> = None;
         loop {
             let next = tokio::select! {
@@ -165,7 +169,7 @@ impl Connector {
                     self.commit_prefix(&done, topics).await?;
                     // Takes back `pw` and every window handed out after it; their results
                     // (fetched or not) are dropped and they come again after the halves.
-                    self.planner.split(pw)?;
+                    self.planner.split(&pw)?;
                     return Ok(());
                 }
                 Err(e) => {
@@ -185,7 +189,7 @@ impl Connector {
 
     async fn commit_prefix(
         &mut self,
-        done: &[(&PlannedWindow, crate::upstream::window_reader::WindowRead)],
+        done: &[(PlannedWindow, WindowRead)],
         topics: &Topics,
     ) -> Result<(), PipelineError> {
         let Some((last, _)) = done.last() else {

@@ -319,3 +319,4 @@ fn read_all_blocking(
         }
     }
 }
+pub mod harness;
