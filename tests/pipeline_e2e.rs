@@ -95,7 +95,7 @@ async fn rescans_emit_nothing_for_unchanged_data_and_one_update_per_change() {
             "UPDATED for an unchanged customer {ext}"
         );
         assert!(
-            !e["changes"].as_array().map_or(true, Vec::is_empty),
+            e["changes"].as_array().is_some_and(|c| !c.is_empty()),
             "UPDATED without changes"
         );
     }
