@@ -145,7 +145,8 @@ impl Progress {
         }
     }
 
-    /// Marks the backfill as caught up: clears the bar, or writes a last log line. Idempotent.
+    /// Ends the report: the bar is finished ("caught up", or "stopped" where it stood when the
+    /// backfill is not complete), or a last log line is written. Idempotent.
     pub fn finish(&self) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if g.finished {
@@ -156,7 +157,12 @@ impl Progress {
         match &g.sink {
             Sink::Off => {}
             Sink::Bar(bar) => {
-                bar.finish_with_message(format!("{customers} customers, caught up"));
+                if done < total {
+                    // Stopped before catching up (shutdown): keep the bar where it was.
+                    bar.abandon_with_message(format!("{customers} customers, stopped"));
+                } else {
+                    bar.finish_with_message(format!("{customers} customers, caught up"));
+                }
                 *active_bar() = None;
             }
             Sink::Log { .. } => {
