@@ -179,6 +179,9 @@ pub struct KafkaConfig {
     pub transaction_timeout_ms: u64,
     /// Timeout for blocking calls: init, commit, abort, metadata.
     pub operation_timeout_ms: u64,
+    /// The producer's `statistics.interval.ms`: how often librdkafka's statistics are mapped to
+    /// the `tanma_kafka_*` metrics; 0 disables them.
+    pub statistics_interval_ms: u64,
     /// `security.protocol`: plaintext, ssl, sasl_plaintext, sasl_ssl.
     pub security_protocol: String,
     /// `sasl.mechanism`: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
@@ -203,6 +206,7 @@ impl Default for KafkaConfig {
             transactional_id: "tanma-connector".into(),
             transaction_timeout_ms: 60_000,
             operation_timeout_ms: 30_000,
+            statistics_interval_ms: 30_000,
             security_protocol: "plaintext".into(),
             sasl_mechanism: None,
             sasl_username: None,

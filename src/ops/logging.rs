@@ -1,4 +1,5 @@
-//! Log setup: `tracing` to stderr, JSON for machines, human text on a terminal.
+//! Log setup: `tracing` to stderr, JSON for machines, human text on a terminal; log lines are
+//! written above the backfill progress bar, not over it ([`super::progress::LogWriter`]).
 
 use std::io::IsTerminal;
 
@@ -76,14 +77,14 @@ pub fn init(level: &str, format: &str) -> Result<(), OpsError> {
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(|| super::progress::LogWriter),
             )
             .try_init(),
         LogFormat::Text | LogFormat::Auto => registry
             .with(
                 fmt::layer()
                     .with_ansi(terminal)
-                    .with_writer(std::io::stderr),
+                    .with_writer(|| super::progress::LogWriter),
             )
             .try_init(),
     };

@@ -2,9 +2,14 @@
 //! otherwise (containers, CI, log shippers).
 //!
 //! Progress is measured in seconds of add-time covered (`done_secs` of `total_secs`, i.e. the
-//! watermark's distance from `windows.start_time` against now's), plus the events published.
+//! watermark's distance from `windows.start_time` against now's); the number of customers in the
+//! diff state is shown beside it.
+//!
+//! While a bar is on the terminal, log lines must not be written over it: the log writer
+//! ([`LogWriter`], installed by [`crate::ops::logging::init`]) hides the bar, writes the line and
+//! redraws the bar below it.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,7 +46,7 @@ struct Inner {
     rate: Rate,
     done: u64,
     total: u64,
-    events: u64,
+    customers: u64,
     finished: bool,
 }
 
@@ -70,7 +75,9 @@ impl Progress {
     /// lines every [`LOG_INTERVAL`].
     pub fn new(enabled: bool) -> Progress {
         if enabled && std::io::stderr().is_terminal() {
-            Progress::with_sink(Sink::Bar(new_bar()))
+            let bar = new_bar();
+            *active_bar() = Some(bar.clone());
+            Progress::with_sink(Sink::Bar(bar))
         } else {
             Progress::logging(LOG_INTERVAL)
         }
@@ -96,20 +103,20 @@ impl Progress {
                 rate: Rate::default(),
                 done: 0,
                 total: 0,
-                events: 0,
+                customers: 0,
                 finished: false,
             })),
         }
     }
 
-    /// Updates progress: `done_secs` of `total_secs` of add-time covered, `events` published so
-    /// far. Returns whether a log line was written (always false for a bar).
-    pub fn set(&self, done_secs: u64, total_secs: u64, events: u64) -> bool {
+    /// Updates progress: `done_secs` of `total_secs` of add-time covered, `customers` in the diff
+    /// state. Returns whether a log line was written (always false for a bar).
+    pub fn set(&self, done_secs: u64, total_secs: u64, customers: u64) -> bool {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let done = done_secs.min(total_secs);
         g.done = done;
         g.total = total_secs;
-        g.events = events;
+        g.customers = customers;
         let now = Instant::now();
         let eta = g.rate.eta(now, done, total_secs);
         match &mut g.sink {
@@ -117,7 +124,7 @@ impl Progress {
             Sink::Bar(bar) => {
                 bar.set_length(total_secs);
                 bar.set_position(done);
-                bar.set_message(format!("{events} events"));
+                bar.set_message(format!("{customers} customers"));
                 false
             }
             Sink::Log { interval, last } => {
@@ -128,7 +135,7 @@ impl Progress {
                         done_secs = done,
                         total_secs,
                         percent = percent(done, total_secs),
-                        events,
+                        customers,
                         eta_secs = eta.map(|d| d.as_secs()),
                         "Backfill progress."
                     );
@@ -138,26 +145,64 @@ impl Progress {
         }
     }
 
-    /// Marks the backfill as caught up: clears the bar, or writes a last log line. Idempotent.
+    /// Ends the report: the bar is finished ("caught up", or "stopped" where it stood when the
+    /// backfill is not complete), or a last log line is written. Idempotent.
     pub fn finish(&self) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if g.finished {
             return;
         }
         g.finished = true;
-        let (done, total, events) = (g.done, g.total, g.events);
+        let (done, total, customers) = (g.done, g.total, g.customers);
         match &g.sink {
             Sink::Off => {}
-            Sink::Bar(bar) => bar.finish_with_message(format!("{events} events, caught up")),
+            Sink::Bar(bar) => {
+                if done < total {
+                    // Stopped before catching up (shutdown): keep the bar where it was.
+                    bar.abandon_with_message(format!("{customers} customers, stopped"));
+                } else {
+                    bar.finish_with_message(format!("{customers} customers, caught up"));
+                }
+                *active_bar() = None;
+            }
             Sink::Log { .. } => {
                 tracing::info!(
                     done_secs = done,
                     total_secs = total,
-                    events,
+                    customers,
                     "Backfill caught up."
                 )
             }
         }
+    }
+}
+
+/// The bar currently drawn on the terminal, if any; the log writer hides it while writing.
+fn active_bar() -> std::sync::MutexGuard<'static, Option<ProgressBar>> {
+    static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+    BAR.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A stderr writer for log lines that does not draw over the progress bar: while a bar is shown
+/// it is hidden, the line written, and the bar redrawn below it. Use it as the `tracing`
+/// writer (`fmt::layer().with_writer(|| LogWriter)`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = active_bar().clone();
+        match bar {
+            Some(bar) if !bar.is_finished() => {
+                bar.suspend(|| std::io::stderr().lock().write_all(buf))?
+            }
+            _ => std::io::stderr().lock().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

@@ -55,6 +55,14 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
             c.set(key, value);
         }
     }
+    // Only the producer reports statistics: the librdkafka totals become counters set to their
+    // absolute value, which two clients reporting into the same metrics would make jump.
+    if c.get("statistics.interval.ms").is_none() {
+        c.set(
+            "statistics.interval.ms",
+            cfg.statistics_interval_ms.to_string(),
+        );
+    }
     c.set("enable.idempotence", "true");
     c.set("transactional.id", &cfg.transactional_id);
     c.set(
@@ -109,7 +117,8 @@ pub fn describe_creation_error(error: &KafkaError) -> String {
 }
 
 /// Client context that sends librdkafka's logs to `tracing` (target `librdkafka`) and its
-/// statistics (when `statistics.interval.ms` is set) to `tanma_kafka_*` gauges.
+/// statistics (when `statistics.interval.ms` is set, by default on the producer only) to the
+/// `tanma_kafka_*` metrics (see [`crate::ops::metrics::record_librdkafka_stats_raw`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingContext;
 
@@ -134,11 +143,12 @@ impl ClientContext for TracingContext {
         }
     }
 
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        metrics::gauge!("tanma_kafka_client_queue_messages", "client" => statistics.client_type.clone())
-            .set(statistics.msg_cnt as f64);
-        metrics::gauge!("tanma_kafka_client_queue_bytes", "client" => statistics.client_type)
-            .set(statistics.msg_size as f64);
+    /// Maps the statistics document to the `tanma_kafka_*` metrics without building rdkafka's
+    /// typed `Statistics` (which fails on fields a newer librdkafka adds or drops).
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Err(e) = crate::ops::metrics::record_librdkafka_stats_raw(statistics) {
+            tracing::debug!(target: "librdkafka", error = %e, "librdkafka statistics not recorded.");
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -193,12 +203,14 @@ mod tests {
         };
         cfg.properties.insert("linger.ms".into(), "20".into());
         let c = producer_config(&cfg);
+        assert!(client_config(&cfg).get("statistics.interval.ms").is_none());
         assert_eq!(c.get("transactional.id"), Some("tx-1"));
         assert_eq!(c.get("transaction.timeout.ms"), Some("12000"));
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!(c.get("partitioner"), Some("murmur2_random"));
         assert_eq!(c.get("compression.type"), Some("lz4"));
         assert_eq!(c.get("queue.buffering.max.kbytes"), Some("65536"));
+        assert_eq!(c.get("statistics.interval.ms"), Some("30000"));
         // A pass-through property overrides a default.
         assert_eq!(c.get("linger.ms"), Some("20"));
     }

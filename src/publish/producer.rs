@@ -94,7 +94,7 @@ impl TransactionalProducer {
     /// Creates the producer with `transactional.id` = `cfg.transactional_id`,
     /// `transaction.timeout.ms`, `partitioner = murmur2_random` (Java-compatible),
     /// `enable.idempotence`, lz4 compression, a bounded queue (`queue.buffering.max.kbytes`
-    /// 65536) and `linger.ms` 5; `statistics.interval.ms` may be set through `kafka.properties`.
+    /// 65536) and `linger.ms` 5, and `statistics.interval.ms` from `kafka.statistics_interval_ms`.
     /// Calls `init_transactions`, which fences any older producer with the same id and aborts
     /// its open transaction.
     pub async fn new(cfg: &KafkaConfig) -> Result<Self, PublishError> {
