@@ -360,7 +360,8 @@ impl Config {
                             ));
                         }
                     }
-                    fig = fig.merge(Toml::string(&text));
+                    // `file_exact` so that errors name the file, not "TOML source string".
+                    fig = fig.merge(Toml::file_exact(path));
                 }
                 Err(e) => {
                     return Err(ConfigError {
@@ -645,7 +646,10 @@ fn describe_figment_error(e: figment::Error) -> String {
     let origin = e
         .metadata
         .as_ref()
-        .map(|m| m.name.to_string())
+        .map(|m| match &m.source {
+            Some(source) => format!("{} {source}", m.name),
+            None => m.name.to_string(),
+        })
         .unwrap_or_default();
     let kind = e.kind.to_string();
     if path.is_empty() {
