@@ -651,7 +651,15 @@ fn describe_figment_error(e: figment::Error) -> String {
             None => m.name.to_string(),
         })
         .unwrap_or_default();
-    let kind = e.kind.to_string();
+    let secret = SECRET_KEYS
+        .iter()
+        .any(|(section, key)| path == format!("{section}.{key}"));
+    // A type error quotes the value it found: never for a secret.
+    let kind = if secret {
+        "invalid value (not shown: secret)".to_string()
+    } else {
+        e.kind.to_string()
+    };
     if path.is_empty() {
         format!("{kind} ({origin})")
     } else {

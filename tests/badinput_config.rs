@@ -62,6 +62,9 @@ fn topics_with_prefix(bootstrap: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// Arguments, environment changes (`None` removes), texts the output must contain.
+type Case<'a> = (Vec<String>, Vec<(&'a str, Option<String>)>, Vec<String>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_config_error_exits_2_naming_the_key_and_writes_nothing() {
     let env = TestEnv::new(sim_config(41, 50), |_| {}).await;
@@ -82,7 +85,7 @@ async fn every_config_error_exits_2_naming_the_key_and_writes_nothing() {
     let missing_key_file = dir.join("no-such-key-file");
 
     let s = |p: &std::path::Path| p.display().to_string();
-    let cases: Vec<(Vec<String>, Vec<(&str, Option<String>)>, Vec<String>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec![],
             vec![("TANMA_API__PAGE_SIZE", Some("0".into()))],

@@ -70,7 +70,6 @@ fn toml_value() -> impl Strategy<Value = String> {
         proptest::collection::vec(any::<i32>(), 0..4).prop_map(|v| format!("{v:?}")),
         Just("{ max_age_secs = 1, every_secs = 0 }".to_string()),
         Just("[{ max_age_secs = 5 }]".to_string()),
-        Just(format!("\"{SECRET}\"")),
         "[^\n]{0,10}",
     ]
 }
@@ -105,12 +104,7 @@ fn env_pair() -> impl Strategy<Value = (String, String)> {
             prop::sample::select(KEYS.to_vec()).prop_map(str::to_string),
             "[A-Z_]{0,8}",
         ],
-        prop_oneof![
-            toml_value(),
-            "[\\[{].{0,12}",
-            Just(SECRET.to_string()),
-            Just(String::new()),
-        ],
+        prop_oneof![toml_value(), "[\\[{].{0,12}", Just(String::new())],
     )
         // The OS cannot hold a NUL in an environment value.
         .prop_map(|(sec, key, v)| {
@@ -119,6 +113,23 @@ fn env_pair() -> impl Strategy<Value = (String, String)> {
                 v.replace('\0', ""),
             )
         })
+}
+
+/// Secrets in their own variables, as plain strings or shaped like structured values (a
+/// value starting with `[` or `{` is parsed as TOML).
+fn secret_env() -> impl Strategy<Value = Vec<(String, String)>> {
+    let var = prop::sample::select(vec![
+        "TANMA_API__APP_KEY",
+        "TANMA_KAFKA__SASL_PASSWORD",
+        "TANMA_SCHEMA_REGISTRY__PASSWORD",
+    ]);
+    let value = prop::sample::select(vec![
+        SECRET.to_string(),
+        format!("[\"{SECRET}\"]"),
+        format!("{{a = \"{SECRET}\"}}"),
+        format!("[{SECRET}"),
+    ]);
+    proptest::collection::vec((var.prop_map(str::to_string), value), 0..3)
 }
 
 /// Every problem must name something an operator can find: a config section or key, the
@@ -141,12 +152,23 @@ proptest! {
     fn arbitrary_files_and_env_never_panic_and_errors_name_keys(
         text in toml_text(),
         env in proptest::collection::vec(env_pair(), 0..4),
+        secret in secret_env(),
+        secret_in_file in proptest::option::of(prop::sample::select(vec![
+            ("api", "app_key"), ("kafka", "sasl_password"), ("schema_registry", "password"),
+        ])),
     ) {
+        let mut text = text;
+        if let Some((section, key)) = secret_in_file {
+            text.push_str(&format!("\n[{section}]\n{key} = \"{SECRET}\"\n"));
+        }
         let mut failure: Option<String> = None;
         Jail::expect_with(|jail| {
             jail.create_file("c.toml", &text)?;
-            jail.set_env("TANMA_API__APP_KEY", SECRET);
             for (k, v) in &env {
+                jail.set_env(k, v);
+            }
+            // Secrets last, so that they are what the loader sees for those keys.
+            for (k, v) in &secret {
                 jail.set_env(k, v);
             }
             match Config::load(Some("c.toml".as_ref())) {
@@ -172,7 +194,7 @@ proptest! {
             }
             Ok(())
         });
-        prop_assert!(failure.is_none(), "{:?}\nfile:\n{}\nenv: {:?}", failure, text, env);
+        prop_assert!(failure.is_none(), "{:?}\nfile:\n{}\nenv: {:?} {:?}", failure, text, env, secret);
     }
 
     #[test]
