@@ -364,7 +364,8 @@ impl Config {
                             ));
                         }
                     }
-                    fig = fig.merge(Toml::string(&text));
+                    // `file_exact` so that errors name the file, not "TOML source string".
+                    fig = fig.merge(Toml::file_exact(path));
                 }
                 Err(e) => {
                     return Err(ConfigError {
@@ -649,9 +650,20 @@ fn describe_figment_error(e: figment::Error) -> String {
     let origin = e
         .metadata
         .as_ref()
-        .map(|m| m.name.to_string())
+        .map(|m| match &m.source {
+            Some(source) => format!("{} {source}", m.name),
+            None => m.name.to_string(),
+        })
         .unwrap_or_default();
-    let kind = e.kind.to_string();
+    let secret = SECRET_KEYS
+        .iter()
+        .any(|(section, key)| path == format!("{section}.{key}"));
+    // A type error quotes the value it found: never for a secret.
+    let kind = if secret {
+        "invalid value (not shown: secret)".to_string()
+    } else {
+        e.kind.to_string()
+    };
     if path.is_empty() {
         format!("{kind} ({origin})")
     } else {

@@ -1,5 +1,5 @@
-//! `tanma-connector check-config`: validates the configuration, then tries the API and the
-//! broker, and prints every problem found.
+//! `tanma-connector check-config`: validates the configuration, then tries the API, the broker
+//! and (if configured) the schema registry, and prints every problem found.
 
 use std::time::Duration;
 
@@ -13,8 +13,10 @@ use crate::upstream::window_reader::WindowReader;
 
 use super::exit_code;
 
-/// Tries the API (one request for a one-second window at `windows.start_time`) and the broker
-/// (a metadata request). Returns one line per problem; empty means both answered.
+/// Tries the API (one request for a one-second window at `windows.start_time`), the broker
+/// (a metadata request) and the schema registry if one is configured (a read of schema id 1;
+/// "not found" counts as an answer, unreachable or 401/403 do not). Returns one line per
+/// problem; empty means all answered.
 pub async fn probe(cfg: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     match ApiClient::new(&cfg.api) {
@@ -45,6 +47,19 @@ pub async fn probe(cfg: &Config) -> Vec<String> {
             cfg.kafka.bootstrap_servers
         )),
         Err(e) => problems.push(format!("kafka: {e}")),
+    }
+    if let Some(url) = &cfg.schema_registry.url {
+        use crate::encode::{RegistryClient, RegistryError};
+        let timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms.min(15_000));
+        match RegistryClient::from_config(&cfg.schema_registry, timeout) {
+            Ok(Some(client)) => match client.schema_by_id(1).await {
+                Ok(_) => {}
+                Err(RegistryError::Status { status: 404, .. }) => {}
+                Err(e) => problems.push(format!("schema registry ({url}): {e}")),
+            },
+            Ok(None) => {}
+            Err(e) => problems.push(format!("schema registry ({url}): {e}")),
+        }
     }
     problems
 }

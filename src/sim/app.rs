@@ -2,7 +2,8 @@
 //!
 //! Order of checks for one request: rate limit (business code) → drawn faults: slow delay, HTTP
 //! 5xx → `appId` / `sign` (1002) → `timestamp` skew (1003) → body and parameters (1001) →
-//! business-error fault → drift → the page (maybe shuffled) → maybe malformed on the way out.
+//! business-error fault → drift → the page (maybe shuffled, maybe with bad rows) → maybe
+//! malformed on the way out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -196,7 +197,14 @@ async fn answer(sh: &Shared, headers: &HeaderMap, body: &[u8]) -> (Outcome, Resp
     let page_size = u64::from(req.page_size);
     let offset = u64::from(req.page_no - 1).saturating_mul(page_size);
     let (total, specs) = page_specs(sh, since, before, offset, page_size, draw.unstable_seed);
-    let rows: Vec<Row> = specs.iter().map(|s| sh.renderer.row(s)).collect();
+    let mut rows: Vec<Row> = specs.iter().map(|s| sh.renderer.row(s)).collect();
+    let bad_rows = if draw.bad_row > 0.0 {
+        rows.iter_mut()
+            .map(|r| u64::from(super::faults::corrupt_row(r, draw.bad_row)))
+            .sum()
+    } else {
+        0
+    };
     let served = rows.len() as u64;
     let total_page = u32::try_from(total.div_ceil(page_size)).unwrap_or(u32::MAX);
     let resp = ApiResponse {
@@ -225,6 +233,7 @@ async fn answer(sh: &Shared, headers: &HeaderMap, body: &[u8]) -> (Outcome, Resp
         ),
         None => {
             Counters::add(&sh.counters.rows, served);
+            Counters::add(&sh.counters.bad_rows, bad_rows);
             metrics::counter!("tanma_sim_rows_served_total").increment(served);
             (Outcome::Ok, json(StatusCode::OK, bytes))
         }

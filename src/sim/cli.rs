@@ -105,6 +105,10 @@ pub struct SimArgs {
     /// Business code of a rate-limited request.
     #[arg(long, env = "SIM_RATE_LIMIT_CODE", default_value_t = 1006)]
     pub rate_limit_code: i64,
+    /// Share of relations served as bad rows (null externalUserId, null qwUserId or a field
+    /// with a null id); the same relations on every read.
+    #[arg(long, env = "SIM_FAULT_BAD_ROW", default_value_t = 0.0)]
+    pub fault_bad_row: f64,
 }
 
 impl From<SimArgs> for SimConfig {
@@ -146,6 +150,7 @@ impl From<SimArgs> for SimConfig {
                 rate_limit_qps: a.rate_limit_qps,
                 rate_limit_burst: a.rate_limit_burst,
                 rate_limit_code: a.rate_limit_code,
+                bad_row: a.fault_bad_row,
                 ..FaultConfig::default()
             },
         }
@@ -208,11 +213,14 @@ mod tests {
             "UTC",
             "--fault-drift",
             "0.5",
+            "--fault-bad-row",
+            "0.25",
         ])
         .unwrap();
         let cfg = SimConfig::from(cli.sim);
         assert_eq!(cfg.time_zone, chrono_tz::UTC);
         assert_eq!(cfg.faults.drift, 0.5);
+        assert_eq!(cfg.faults.bad_row, 0.25);
         assert_eq!((cfg.end - cfg.start).num_days(), 31);
         let bad = Cli::try_parse_from(["x", "--fault-5xx", "2"]).unwrap();
         assert!(SimConfig::from(bad.sim).validate().is_err());

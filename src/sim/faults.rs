@@ -1,11 +1,15 @@
 //! Fault injection: per-request probabilities, drawn independently, plus a token-bucket rate
-//! limit answered with a business code.
+//! limit answered with a business code, plus bad rows: a fixed share of the relations served
+//! with a null `externalUserId`, a null `qwUserId` or a field with a null `id`.
 
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::upstream::wire::{Field, Row};
 
 /// Fault rates. Probabilities are per API request in `[0, 1]`; all 0 by default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +39,9 @@ pub struct FaultConfig {
     pub rate_limit_burst: u32,
     /// Business code of a rate-limited request.
     pub rate_limit_code: i64,
+    /// Share of relations, in `[0, 1]`, served as bad rows (see [`bad_row_kind`]). Which
+    /// relations are bad depends only on their ids, so a bad row stays bad on every read.
+    pub bad_row: f64,
 }
 
 impl Default for FaultConfig {
@@ -52,6 +59,7 @@ impl Default for FaultConfig {
             rate_limit_qps: 0.0,
             rate_limit_burst: 0,
             rate_limit_code: 1006,
+            bad_row: 0.0,
         }
     }
 }
@@ -65,6 +73,7 @@ impl FaultConfig {
             ("errorCode", self.error_code),
             ("drift", self.drift),
             ("unstableOrder", self.unstable_order),
+            ("badRow", self.bad_row),
         ]
         .iter()
         .filter(|(_, p)| !(0.0..=1.0).contains(p))
@@ -81,6 +90,67 @@ impl FaultConfig {
         }
         out
     }
+}
+
+/// How a bad row is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRowKind {
+    /// `externalUserId` is null.
+    NullExternalUserId,
+    /// `qwUserId` is null.
+    NullQwUserId,
+    /// The first profile field has a null `id` (one is added if the row has none).
+    NullFieldId,
+}
+
+/// Whether the relation `(external_user_id, qw_user_id)` is served as a bad row when the
+/// `badRow` fault is `rate`, and how. Deterministic: the same relation is bad on every read.
+pub fn bad_row_kind(rate: f64, external_user_id: &str, qw_user_id: &str) -> Option<BadRowKind> {
+    if rate <= 0.0 {
+        return None;
+    }
+    let mut key = Vec::with_capacity(external_user_id.len() + qw_user_id.len() + 8);
+    key.extend_from_slice(b"bad-row\0");
+    key.extend_from_slice(external_user_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(qw_user_id.as_bytes());
+    let h = xxh3_64(&key);
+    // Top 53 bits → uniform in [0, 1).
+    let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+    if u >= rate {
+        return None;
+    }
+    Some(match h % 3 {
+        0 => BadRowKind::NullExternalUserId,
+        1 => BadRowKind::NullQwUserId,
+        _ => BadRowKind::NullFieldId,
+    })
+}
+
+/// Breaks `row` if [`bad_row_kind`] says so; returns whether it did.
+pub(crate) fn corrupt_row(row: &mut Row, rate: f64) -> bool {
+    let (Some(ext), Some(qw)) = (row.external_user_id.as_deref(), row.qw_user_id.as_deref()) else {
+        return false;
+    };
+    let Some(kind) = bad_row_kind(rate, ext, qw) else {
+        return false;
+    };
+    match kind {
+        BadRowKind::NullExternalUserId => row.external_user_id = None,
+        BadRowKind::NullQwUserId => row.qw_user_id = None,
+        BadRowKind::NullFieldId => {
+            let fields = row.fields.get_or_insert_with(Vec::new);
+            match fields.first_mut() {
+                Some(f) => f.id = None,
+                None => fields.push(Field {
+                    name: Some("broken".into()),
+                    value: Some("x".into()),
+                    ..Field::default()
+                }),
+            }
+        }
+    }
+    true
 }
 
 /// How a malformed answer looks.
@@ -101,6 +171,8 @@ pub(crate) struct Draw {
     pub error_code: Option<i64>,
     pub drift: bool,
     pub unstable_seed: Option<u64>,
+    /// The `badRow` rate in force for this request.
+    pub bad_row: f64,
 }
 
 /// Fault state: the configuration, the draw generator and the token bucket.
@@ -183,6 +255,7 @@ impl Faults {
             error_code: error_code.then_some(cfg.error_code_value),
             drift,
             unstable_seed: unstable.then(|| self.rng.random()),
+            bad_row: self.cfg.bad_row,
         }
     }
 }
@@ -215,5 +288,54 @@ mod tests {
             assert!(d.error_code.is_none() && !d.drift && d.unstable_seed.is_none());
         }
         assert!(f.rate_limited().is_none());
+    }
+
+    #[test]
+    fn bad_rows_are_a_stable_share_of_every_kind() {
+        let rate = 0.1;
+        let mut kinds = [0usize; 3];
+        let n = 20_000;
+        for i in 0..n {
+            let (e, q) = (format!("wm{i}"), format!("staff{}", i % 7));
+            let k = bad_row_kind(rate, &e, &q);
+            assert_eq!(k, bad_row_kind(rate, &e, &q), "deterministic");
+            match k {
+                Some(BadRowKind::NullExternalUserId) => kinds[0] += 1,
+                Some(BadRowKind::NullQwUserId) => kinds[1] += 1,
+                Some(BadRowKind::NullFieldId) => kinds[2] += 1,
+                None => {}
+            }
+        }
+        let bad: usize = kinds.iter().sum();
+        assert!((1600..2400).contains(&bad), "bad {bad} of {n}");
+        assert!(kinds.iter().all(|k| *k > 400), "kinds {kinds:?}");
+        assert_eq!(bad_row_kind(0.0, "a", "b"), None);
+        assert!(bad_row_kind(1.0, "a", "b").is_some());
+    }
+
+    #[test]
+    fn corrupted_rows_fail_relation_parsing_naming_the_field() {
+        let mut broken = 0;
+        for i in 0..200 {
+            let mut row = Row {
+                external_user_id: Some(format!("wm{i}")),
+                qw_user_id: Some("staff".into()),
+                ..Row::default()
+            };
+            if corrupt_row(&mut row, 0.5) {
+                broken += 1;
+                let e = crate::customer::Relation::from_row(&row, 0).unwrap_err();
+                let text = e.to_string();
+                assert!(
+                    text.contains("externalUserId")
+                        || text.contains("qwUserId")
+                        || text.contains("fields[0].id"),
+                    "{text}"
+                );
+            } else {
+                assert!(crate::customer::Relation::from_row(&row, 0).is_ok());
+            }
+        }
+        assert!(broken > 50, "broken {broken}");
     }
 }

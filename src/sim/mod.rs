@@ -35,7 +35,7 @@ pub use app::{CODE_BAD_PARAM, CODE_BAD_SIGNATURE, CODE_CLOCK_SKEW};
 pub use cli::{run, SimArgs};
 pub use config::{MutationRates, SimConfig, SimError};
 pub use control::{SimControl, TruthRow};
-pub use faults::FaultConfig;
+pub use faults::{bad_row_kind, BadRowKind, FaultConfig};
 pub use handle::SimHandle;
 pub use mutations::{ApplyError, ApplyRequest, MutationCause, MutationKind, MutationRecord};
 pub use state::SimStats;

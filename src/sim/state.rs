@@ -64,6 +64,7 @@ pub(crate) struct Counters {
     pub(crate) unstable: AtomicU64,
     pub(crate) drift: AtomicU64,
     pub(crate) rows: AtomicU64,
+    pub(crate) bad_rows: AtomicU64,
 }
 
 impl Counters {
@@ -107,6 +108,9 @@ pub struct SimStats {
     pub drift_inserts: u64,
     /// Rows served in successful pages.
     pub rows_served: u64,
+    /// Of those, rows broken by the `badRow` fault.
+    #[serde(default)]
+    pub bad_rows_served: u64,
     /// Visible relations now.
     pub relations: u64,
     /// Relations ever created, removed ones included.
@@ -170,6 +174,7 @@ impl Shared {
             unstable_orders: c.unstable.load(Ordering::Relaxed),
             drift_inserts: c.drift.load(Ordering::Relaxed),
             rows_served: c.rows.load(Ordering::Relaxed),
+            bad_rows_served: c.bad_rows.load(Ordering::Relaxed),
             relations,
             relations_total,
             customers,
