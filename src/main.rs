@@ -57,6 +57,9 @@ enum Command {
         /// Keep re-checking until clean or this many seconds have passed.
         #[arg(long, default_value_t = 0)]
         wait_secs: u64,
+        /// Also compare the state topic's latest snapshots with the truth and the events.
+        #[arg(long)]
+        state: bool,
     },
 }
 
@@ -207,12 +210,14 @@ async fn async_main(cli: Cli) -> i32 {
             config,
             sim_url,
             wait_secs,
+            state,
         } => {
             let cfg = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            commands::verify::run(&cfg, &sim_url, Duration::from_secs(wait_secs)).await
+            let opts = commands::verify::VerifyOptions { state };
+            commands::verify::run_with(&cfg, &sim_url, Duration::from_secs(wait_secs), opts).await
         }
     }
 }

@@ -6,6 +6,8 @@
 #   infra.sh start    fetch, format, start both, wait until they answer; writes $STATE/env
 #   infra.sh stop     stop what `start` started, by pid
 #   infra.sh status   print the env file if both are up
+#   infra.sh stop-kafka | start-kafka | restart-kafka
+#                     stop / start again / both, the broker only, keeping its log dir (chaos runs)
 #
 # Everything lives in $TANMA_INFRA_DIR (default: <repo>/.infra). Processes are stopped by the pids
 # recorded there, never by name.
@@ -81,21 +83,35 @@ wait_for() {
   done
 }
 
+kafka_java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1
+  -Djava.awt.headless=true "-Dlog4j2.configurationFile=$here/log4j2.properties" -cp "$KAFKA_LIBS/*")
+
 start_kafka() {
   if alive "$STATE/kafka.pid"; then log "Kafka already running (pid $(cat "$STATE/kafka.pid"))"; return; fi
   local data="$STATE/kafka"
   rm -rf "$data"; mkdir -p "$data"
   sed -e "s#@DATA@#$data#g" -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" \
     "$here/server.properties.in" >"$data/server.properties"
-  local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1
-    -Djava.awt.headless=true "-Dlog4j2.configurationFile=$here/log4j2.properties" -cp "$KAFKA_LIBS/*")
   local t0; t0=$(now_ms)
-  "$JAVA" "${java_opts[@]}" kafka.tools.StorageTool format --standalone -t "$("$JAVA" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null || echo 4L6g3nShT-eMCtK--X86sw)" \
+  "$JAVA" "${kafka_java_opts[@]}" kafka.tools.StorageTool format --standalone -t "$("$JAVA" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null || echo 4L6g3nShT-eMCtK--X86sw)" \
     -c "$data/server.properties" >"$data/format.log" 2>&1 || { cat "$data/format.log" >&2; die "formatting the KRaft log dir failed"; }
-  "$JAVA" "${java_opts[@]}" kafka.Kafka "$data/server.properties" >"$data/kafka.log" 2>&1 &
+  launch_kafka "$t0" "incl. format"
+}
+
+# launch_kafka T0 NOTE: run the broker on the formatted log dir in $STATE/kafka, wait until it answers.
+launch_kafka() {
+  local data="$STATE/kafka"
+  "$JAVA" "${kafka_java_opts[@]}" kafka.Kafka "$data/server.properties" >>"$data/kafka.log" 2>&1 &
   echo $! >"$STATE/kafka.pid"
   wait_for "Kafka" 120 "$STATE/kafka.pid" "$data/kafka.log" python3 "$here/kafka_ready.py" "127.0.0.1:$KAFKA_PORT"
-  log "Kafka $KAFKA_VERSION up on 127.0.0.1:$KAFKA_PORT in $(( $(now_ms) - t0 )) ms (incl. format)"
+  log "Kafka $KAFKA_VERSION up on 127.0.0.1:$KAFKA_PORT in $(( $(now_ms) - $1 )) ms ($2)"
+}
+
+# Starts the broker again on the log dir of an earlier `start`, keeping its data (chaos runs).
+resume_kafka() {
+  if alive "$STATE/kafka.pid"; then log "Kafka already running (pid $(cat "$STATE/kafka.pid"))"; return; fi
+  [ -f "$STATE/kafka/server.properties" ] || die "no Kafka log dir in $STATE/kafka: run '$0 start' first"
+  launch_kafka "$(now_ms)" "data kept"
 }
 
 start_registry() {
@@ -150,8 +166,11 @@ case "$cmd" in
     stop_one kafka
     rm -f "$STATE/env"
     ;;
+  stop-kafka) stop_one kafka ;;
+  start-kafka) resume_kafka ;;
+  restart-kafka) stop_one kafka; resume_kafka ;;
   status)
     if alive "$STATE/kafka.pid" && alive "$STATE/registry.pid"; then cat "$STATE/env"; else echo "not running"; exit 1; fi
     ;;
-  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|stop|status|stop-kafka|start-kafka|restart-kafka" >&2; exit 2 ;;
 esac

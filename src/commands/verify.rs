@@ -8,6 +8,10 @@
 //!   twice;
 //! - **spurious**: an event for a customer the truth does not have, an UPDATED whose after-image
 //!   equals its before-image, or a revision gap.
+//!
+//! With `--state` it also reads the state topic (read_committed) and reports customers whose
+//! latest snapshot is missing, differs from the truth, belongs to no customer of the truth, or
+//! has a revision other than the customer's latest event ([`audit_state`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -114,12 +118,77 @@ pub fn relations_json(relations: &[Relation]) -> Value {
 
 /// Reads every committed event (blocking) and decodes it to JSON.
 pub fn read_events(cfg: &Config, codec: &Codec, timeout: Duration) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    read_topic(cfg, &cfg.topics.events, timeout, |_, payload| {
+        if let Some(p) = payload {
+            out.push(codec.decode_event_json(p).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// One customer's latest committed snapshot in the state topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateEntry {
+    /// The snapshot's revision.
+    pub revision: u64,
+    /// `relations`, in the JSON shape of [`relations_json`].
+    pub relations: Value,
+}
+
+/// Reads the state topic (blocking, read_committed, to its end) and returns the latest snapshot
+/// of every customer; a tombstone removes the customer.
+pub fn read_state(
+    cfg: &Config,
+    codec: &Codec,
+    timeout: Duration,
+) -> Result<BTreeMap<String, StateEntry>, String> {
+    let topic = cfg.topics.state.clone();
+    let mut out = BTreeMap::new();
+    read_topic(cfg, &topic, timeout, |key, payload| {
+        let key = String::from_utf8_lossy(key.unwrap_or_default()).into_owned();
+        match payload {
+            None => {
+                out.remove(&key);
+            }
+            Some(p) => {
+                let s = codec
+                    .decode_snapshot(p)
+                    .map_err(|e| format!("{topic}: snapshot of {key:?}: {e}"))?;
+                if s.customer.external_user_id != key {
+                    return Err(format!(
+                        "{topic}: record key {key:?} holds the snapshot of {:?}",
+                        s.customer.external_user_id
+                    ));
+                }
+                out.insert(
+                    key,
+                    StateEntry {
+                        revision: s.revision,
+                        relations: relations_json(&s.customer.relations),
+                    },
+                );
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Reads `topic` from the beginning to the high watermarks taken at the start (blocking,
+/// read_committed), calling `f(key, payload)` for every record.
+fn read_topic(
+    cfg: &Config,
+    topic: &str,
+    timeout: Duration,
+    mut f: impl FnMut(Option<&[u8]>, Option<&[u8]>) -> Result<(), String>,
+) -> Result<(), String> {
     let mut cc = client_config(&cfg.kafka);
     cc.set("group.id", format!("tanma-verify-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed");
     let c: BaseConsumer = cc.create().map_err(|e| e.to_string())?;
-    let topic = &cfg.topics.events;
     let deadline = Instant::now() + timeout;
     // Metadata and watermarks right after topic creation may briefly fail (no leader yet).
     let (tpl, ends) = loop {
@@ -130,7 +199,6 @@ pub fn read_events(cfg: &Config, codec: &Codec, timeout: Duration) -> Result<Vec
         }
     };
     c.assign(&tpl).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
     loop {
         let pos = c.position().map_err(|e| e.to_string())?;
         let done = ends.iter().all(|(p, high)| {
@@ -141,16 +209,14 @@ pub fn read_events(cfg: &Config, codec: &Codec, timeout: Duration) -> Result<Vec
                     .is_some_and(|o| o >= *high)
         });
         if done {
-            return Ok(out);
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err(format!("timed out reading {topic}"));
         }
         if let Some(m) = c.poll(Duration::from_millis(100)) {
             let m = m.map_err(|e| e.to_string())?;
-            if let Some(p) = m.payload() {
-                out.push(codec.decode_event_json(p).map_err(|e| e.to_string())?);
-            }
+            f(m.key(), m.payload())?;
         }
     }
 }
@@ -253,9 +319,107 @@ pub fn audit(truth: &BTreeMap<String, Value>, events: &[Value]) -> Audit {
     a
 }
 
+/// Figures of a state-topic audit: the latest snapshot of every customer against the truth
+/// and against the events.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct StateAudit {
+    /// Customers in the truth.
+    pub truth_customers: usize,
+    /// Customers with a snapshot in the state topic.
+    pub snapshots: usize,
+    /// Customers of the truth without a snapshot.
+    pub missing: u64,
+    /// Customers whose latest snapshot differs from the truth.
+    pub stale: u64,
+    /// Snapshots of customers the truth does not have.
+    pub extra: u64,
+    /// Snapshots whose revision differs from the customer's latest event revision.
+    pub revision_mismatch: u64,
+    /// Up to 20 examples of problems.
+    pub examples: Vec<String>,
+}
+
+impl StateAudit {
+    /// True when every customer's snapshot equals the truth and its latest event.
+    pub fn clean(&self) -> bool {
+        self.missing == 0 && self.stale == 0 && self.extra == 0 && self.revision_mismatch == 0
+    }
+
+    fn note(&mut self, s: String) {
+        if self.examples.len() < 20 {
+            self.examples.push(s);
+        }
+    }
+}
+
+/// Compares the latest snapshots with `truth`, and their revisions with the highest revision of
+/// each customer's events.
+pub fn audit_state(
+    truth: &BTreeMap<String, Value>,
+    state: &BTreeMap<String, StateEntry>,
+    events: &[Value],
+) -> StateAudit {
+    let mut a = StateAudit {
+        truth_customers: truth.len(),
+        snapshots: state.len(),
+        ..StateAudit::default()
+    };
+    let mut latest_rev: HashMap<&str, i64> = HashMap::new();
+    for e in events {
+        let ext = e["external_user_id"].as_str().unwrap_or_default();
+        let rev = e["revision"].as_i64().unwrap_or(-1);
+        let r = latest_rev.entry(ext).or_insert(rev);
+        *r = (*r).max(rev);
+    }
+    for (ext, rels) in truth {
+        match state.get(ext) {
+            None => {
+                a.missing += 1;
+                a.note(format!("{ext}: no snapshot"));
+            }
+            Some(s) if s.relations != *rels => {
+                a.stale += 1;
+                a.note(format!(
+                    "{ext}: snapshot (rev {}) differs from the truth",
+                    s.revision
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for (ext, s) in state {
+        if !truth.contains_key(ext) {
+            a.extra += 1;
+            a.note(format!("{ext}: snapshot of a customer not in the truth"));
+        }
+        let ev = latest_rev.get(ext.as_str()).copied();
+        if ev != i64::try_from(s.revision).ok() {
+            a.revision_mismatch += 1;
+            a.note(format!(
+                "{ext}: snapshot revision {} but latest event revision {ev:?}",
+                s.revision
+            ));
+        }
+    }
+    a
+}
+
+/// What `verify` checks besides the events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions {
+    /// Also audit the state topic ([`audit_state`]).
+    pub state: bool,
+}
+
 /// Runs the audit, re-checking every 2 s until it is clean or `wait` has passed; prints the
 /// figures as JSON and returns the exit code (0 clean, 1 otherwise).
 pub async fn run(cfg: &Config, sim_url: &str, wait: Duration) -> i32 {
+    run_with(cfg, sim_url, wait, VerifyOptions::default()).await
+}
+
+/// [`run`] with options. With `state`, prints `{"events": <Audit>, "state": <StateAudit>}`
+/// and is clean only when both are.
+pub async fn run_with(cfg: &Config, sim_url: &str, wait: Duration, opts: VerifyOptions) -> i32 {
     let deadline = Instant::now() + wait;
     let codec = match super::reader_codec(cfg).await {
         Ok(c) => std::sync::Arc::new(c),
@@ -289,9 +453,36 @@ pub async fn run(cfg: &Config, sim_url: &str, wait: Duration) -> i32 {
             }
         };
         let a = audit(&truth, &events);
-        if a.clean() || Instant::now() >= deadline {
-            println!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
-            return if a.clean() { 0 } else { 1 };
+        let state = if opts.state {
+            let c = cfg.clone();
+            let k = codec.clone();
+            match tokio::task::spawn_blocking(move || read_state(&c, &k, Duration::from_secs(300)))
+                .await
+            {
+                Ok(Ok(st)) => Some(audit_state(&truth, &st, &events)),
+                Ok(Err(e)) => {
+                    eprintln!("verify: {e}");
+                    return super::exit_code::KAFKA_FATAL;
+                }
+                Err(e) => {
+                    eprintln!("verify: {e}");
+                    return super::exit_code::INTERNAL;
+                }
+            }
+        } else {
+            None
+        };
+        let clean = a.clean() && state.as_ref().is_none_or(StateAudit::clean);
+        if clean || Instant::now() >= deadline {
+            let out = match &state {
+                Some(st) => serde_json::to_string_pretty(&serde_json::json!({
+                    "events": a,
+                    "state": st,
+                })),
+                None => serde_json::to_string_pretty(&a),
+            };
+            println!("{}", out.unwrap_or_default());
+            return if clean { 0 } else { 1 };
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
