@@ -139,6 +139,10 @@ fn last_page(page: &Page, total_count: u64, requested_page_size: u32) -> u32 {
     page.total_page.unwrap_or(0).max(computed)
 }
 
+/// How often a window whose pages keep drifting is halved (at most 2^3 = 8 parts) before the
+/// reader settles for the union of the rows it saw.
+const MAX_DRIFT_SPLIT_DEPTH: u32 = 3;
+
 impl WindowReader {
     /// A reader using `api.page_size` and `api.max_drift_rereads`; the time zone is the client's.
     pub fn new(client: ApiClient, cfg: &ApiConfig) -> Self {
@@ -160,6 +164,16 @@ impl WindowReader {
         &self,
         window: Window,
         split_threshold: u64,
+    ) -> Result<WindowOutcome, ApiError> {
+        self.read_at_depth(window, split_threshold, 0).await
+    }
+
+    /// [`WindowReader::read`]; `depth` counts how often a drifting window has been halved.
+    async fn read_at_depth(
+        &self,
+        window: Window,
+        split_threshold: u64,
+        depth: u32,
     ) -> Result<WindowOutcome, ApiError> {
         let mut requests = 0u32;
         let mut drift_rereads = 0u32;
@@ -197,6 +211,14 @@ impl WindowReader {
             union.append(&mut pass.rows);
             union_rejected.append(&mut pass.rejected);
             if drift_rereads >= self.max_drift_rereads {
+                // Fewer pages drift less: read the two halves, each with its own re-read budget.
+                let halves = window.split().filter(|_| depth < MAX_DRIFT_SPLIT_DEPTH);
+                if let Some((a, b)) = halves {
+                    warn!(%window, drift_rereads, reason = %why, "Window pages still drift after every re-read; reading it in two halves.");
+                    return self
+                        .read_halves(window, (a, b), depth + 1, requests, drift_rereads)
+                        .await;
+                }
                 union_rejected.sort();
                 union_rejected.dedup();
                 warn!(%window, drift_rereads, reason = %why, relations = union.len(), "Window pages still drift after every re-read; keeping the union of all rows seen.");
@@ -214,6 +236,44 @@ impl WindowReader {
             metrics::counter!("tanma_window_drift_rereads_total").increment(1);
             warn!(%window, reread = drift_rereads, reason = %why, "Window pages drifted while being read; reading it again.");
         }
+    }
+
+    /// Reads the halves `a` and `b` of `window` (disjoint, so every relation is in exactly one)
+    /// and merges them.
+    async fn read_halves(
+        &self,
+        window: Window,
+        (a, b): (Window, Window),
+        depth: u32,
+        requests: u32,
+        drift_rereads: u32,
+    ) -> Result<WindowOutcome, ApiError> {
+        let mut merged = WindowRead {
+            window,
+            total_count: 0,
+            relations: Vec::new(),
+            rejected: Vec::new(),
+            requests,
+            drift_rereads,
+            drifted: false,
+        };
+        for half in [a, b] {
+            // With no threshold a read always completes; pass anything else through unchanged.
+            let read = match Box::pin(self.read_at_depth(half, u64::MAX, depth)).await? {
+                WindowOutcome::Complete(read) => read,
+                too_large @ WindowOutcome::TooLarge { .. } => return Ok(too_large),
+            };
+            merged.total_count += read.total_count;
+            merged.relations.extend(read.relations);
+            merged.rejected.extend(read.rejected);
+            merged.requests = merged.requests.saturating_add(read.requests);
+            merged.drift_rereads = merged.drift_rereads.saturating_add(read.drift_rereads);
+            merged.drifted |= read.drifted;
+        }
+        merged
+            .relations
+            .sort_by(|x, y| (&x.0, &x.1.qw_user_id).cmp(&(&y.0, &y.1.qw_user_id)));
+        Ok(WindowOutcome::Complete(merged))
     }
 
     /// One pass over every page of `window`.
