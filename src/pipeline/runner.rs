@@ -49,6 +49,9 @@ pub struct Connector {
     pub health: Health,
 }
 
+/// Consecutive failed commits after which the producer is recreated.
+const PRODUCER_RESET_AFTER: u32 = 3;
+
 /// How a [`Connector::run`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -84,6 +87,7 @@ impl Connector {
         );
         let mut progress = Progress::new(self.cfg.ops.progress);
         let poll = Duration::from_millis(self.cfg.windows.poll_interval_ms);
+        let mut failed_commits = 0u32;
         loop {
             self.health.beat();
             if shutdown.is_cancelled() {
@@ -105,26 +109,51 @@ impl Connector {
                 continue;
             }
             match self.run_batch(&batch, &topics, &shutdown).await {
-                Ok(()) => backoff.reset(),
+                Ok(()) => {
+                    backoff.reset();
+                    failed_commits = 0;
+                }
                 Err(e) => {
                     self.planner.rewind();
-                    match e.class() {
-                        ErrorClass::Fatal => return Err(e),
-                        class => {
-                            let delay = backoff.next();
-                            warn!(error = %e, class = class.as_str(), retry_in_ms = delay.as_millis() as u64,
-                                "Batch failed; nothing was committed or applied; retrying from the last checkpoint.");
-                            metrics::counter!("tanma_batch_retries_total", "class" => class.as_str())
-                                .increment(1);
-                            tokio::select! {
-                                _ = shutdown.cancelled() => {}
-                                _ = tokio::time::sleep(delay) => {}
-                            }
+                    let class = e.class();
+                    if class == ErrorClass::Fatal {
+                        return Err(e);
+                    }
+                    let delay = backoff.next();
+                    warn!(error = %e, class = class.as_str(), retry_in_ms = delay.as_millis() as u64,
+                        "Batch failed; nothing was committed or applied; retrying from the last checkpoint.");
+                    metrics::counter!("tanma_batch_retries_total", "class" => class.as_str())
+                        .increment(1);
+                    if matches!(e, PipelineError::Publish(_)) {
+                        failed_commits += 1;
+                        if failed_commits >= PRODUCER_RESET_AFTER {
+                            // librdkafka can stay wedged after a broker outage (every transaction
+                            // times out): start over with a fresh producer, as a restart would.
+                            self.reset_producer().await?;
+                            failed_commits = 0;
                         }
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(delay) => {}
                     }
                 }
             }
         }
+    }
+
+    /// Replaces the producer: the old one is closed (its open transaction, if any, is aborted by
+    /// the new one's `init_transactions`, which also bumps the epoch).
+    async fn reset_producer(&mut self) -> Result<(), PipelineError> {
+        warn!(
+            after_failures = PRODUCER_RESET_AFTER,
+            "Transactions keep failing; recreating the Kafka producer."
+        );
+        metrics::counter!("tanma_kafka_producer_resets_total").increment(1);
+        let fresh = TransactionalProducer::new(&self.cfg.kafka).await?;
+        let old = std::mem::replace(&mut self.producer, fresh);
+        old.close().await;
+        Ok(())
     }
 
     /// Fetches the batch concurrently, then commits the longest prefix of complete windows in
