@@ -189,6 +189,8 @@ impl Connector {
                 Ok(WindowOutcome::Complete(read)) => {
                     metrics::counter!("tanma_windows_read_total", "kind" => kind_label(&pw.kind))
                         .increment(1);
+                    debug!(window = %pw.window, kind = kind_label(&pw.kind), total_count = read.total_count,
+                        requests = read.requests, "Window read.");
                     done.push((pw, read));
                 }
                 Ok(WindowOutcome::TooLarge { total_count, .. }) => {
