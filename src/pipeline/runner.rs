@@ -28,7 +28,7 @@ use crate::publish::{OutRecord, TransactionalProducer};
 use crate::state::StateStore;
 use crate::upstream::window_reader::{WindowOutcome, WindowRead, WindowReader};
 
-use super::unit::{Topics, Unit};
+use super::unit::{Topics, Unit, UnitContext};
 use super::PipelineError;
 
 /// Everything the loop needs, built by [`super::startup`].
@@ -228,15 +228,15 @@ impl Connector {
         };
         let now = Utc::now();
         let mut unit = Unit::default();
+        let ctx = UnitContext {
+            store: &self.store,
+            codec: &self.codec,
+            topics,
+            policy: self.cfg.topics.on_bad_record,
+            now,
+        };
         for (_, read) in done {
-            unit.add_window(
-                read,
-                &self.store,
-                &self.codec,
-                topics,
-                self.cfg.topics.on_bad_record,
-                now,
-            )?;
+            unit.add_window(read, &ctx)?;
         }
         let checkpoint: Checkpoint = self.planner.checkpoint_after(last);
         let mut records = std::mem::take(&mut unit.records);

@@ -35,6 +35,22 @@ pub struct Topics {
     pub dead_letter: String,
 }
 
+/// What building a unit reads: the committed state, the codec, where records go, the
+/// bad-record policy and the observation time.
+#[derive(Clone, Copy)]
+pub struct UnitContext<'a> {
+    /// Last committed snapshots.
+    pub store: &'a StateStore,
+    /// Avro codec.
+    pub codec: &'a Codec,
+    /// Topic names.
+    pub topics: &'a Topics,
+    /// Dead-letter or stop.
+    pub policy: BadRecordPolicy,
+    /// Observation time of this unit.
+    pub now: DateTime<Utc>,
+}
+
 /// A snapshot to record in the state store once its transaction has committed.
 #[derive(Debug)]
 pub struct StagedState {
@@ -113,22 +129,11 @@ impl Unit {
     pub fn add_window(
         &mut self,
         read: &WindowRead,
-        store: &StateStore,
-        codec: &Codec,
-        topics: &Topics,
-        policy: BadRecordPolicy,
-        now: DateTime<Utc>,
+        ctx: &UnitContext<'_>,
     ) -> Result<(), UnitError> {
         self.stats.relations += read.relations.len() as u64;
         for rejected in &read.rejected {
-            self.dead_letter(
-                topics,
-                None,
-                read.window,
-                &rejected.raw_json,
-                &rejected.error,
-                policy,
-            )?;
+            self.dead_letter(ctx, None, read.window, &rejected.raw_json, &rejected.error)?;
         }
         let mut i = 0;
         let rels = &read.relations;
@@ -140,23 +145,25 @@ impl Unit {
             }
             let group: Vec<&Relation> = rels[i..j].iter().map(|(_, r)| r).collect();
             i = j;
-            self.add_customer(ext, group, read.window, store, codec, topics, policy, now)?;
+            self.add_customer(ext, group, read.window, ctx)?;
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn add_customer(
         &mut self,
         ext: &str,
         group: Vec<&Relation>,
         window: Window,
-        store: &StateStore,
-        codec: &Codec,
-        topics: &Topics,
-        policy: BadRecordPolicy,
-        now: DateTime<Utc>,
+        ctx: &UnitContext<'_>,
     ) -> Result<(), UnitError> {
+        let UnitContext {
+            store,
+            codec,
+            topics,
+            now,
+            ..
+        } = *ctx;
         let staged_idx = self.staged_index.get(ext).copied();
         // Fast path: every relation's fingerprint is already known → nothing to do.
         if staged_idx.is_none()
@@ -200,7 +207,7 @@ impl Unit {
                     "relations": format!("{:?}", after.customer.relations),
                 })
                 .to_string();
-                return self.dead_letter(topics, Some(ext), window, &raw, &e.to_string(), policy);
+                return self.dead_letter(ctx, Some(ext), window, &raw, &e.to_string());
             }
         };
         let metas: Vec<RelationMeta> = after
@@ -246,14 +253,14 @@ impl Unit {
 
     fn dead_letter(
         &mut self,
-        topics: &Topics,
+        ctx: &UnitContext<'_>,
         ext: Option<&str>,
         window: Window,
         raw_json: &str,
         error: &str,
-        policy: BadRecordPolicy,
     ) -> Result<(), UnitError> {
-        if policy == BadRecordPolicy::Stop {
+        let topics = ctx.topics;
+        if ctx.policy == BadRecordPolicy::Stop {
             return Err(UnitError::BadRecord {
                 external_user_id: ext.unwrap_or("<unknown>").to_string(),
                 reason: error.to_string(),

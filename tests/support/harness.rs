@@ -12,7 +12,7 @@ use tanma_connector::commands::verify::{audit, fetch_truth, read_events, Audit};
 use tanma_connector::config::{Config, RescanTier};
 use tanma_connector::encode::Codec;
 use tanma_connector::ops::Health;
-use tanma_connector::pipeline::{startup, Exit, RunOptions};
+use tanma_connector::pipeline::{startup, Exit, PipelineError, RunOptions};
 use tanma_connector::sim::{SimConfig, SimHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +33,16 @@ pub struct TestEnv {
     pub cfg: Config,
     /// Temporary directory for state and logs.
     pub dir: tempfile::TempDir,
+}
+
+/// Start-up sequence plus the main loop, in this process.
+async fn run_connector(
+    cfg: Config,
+    token: CancellationToken,
+    opts: RunOptions,
+) -> Result<Exit, PipelineError> {
+    let connector = startup::build(cfg, Health::new(Duration::from_secs(600))).await?;
+    connector.run(token, opts).await
 }
 
 /// A simulator config for tests: `customers` customers over 30 days from 2024-01-01, no
@@ -94,16 +104,10 @@ impl TestEnv {
 
     /// Runs the connector in this process until nothing is due, then returns.
     pub async fn run_until_caught_up(&self) -> Exit {
-        let connector = startup::build(self.cfg.clone(), Health::new(Duration::from_secs(600)))
-            .await
-            .expect("connector starts");
-        connector
-            .run(
-                CancellationToken::new(),
-                RunOptions {
-                    stop_when_caught_up: true,
-                },
-            )
+        let opts = RunOptions {
+            stop_when_caught_up: true,
+        };
+        run_connector(self.cfg.clone(), CancellationToken::new(), opts)
             .await
             .expect("connector runs")
     }
@@ -113,16 +117,11 @@ impl TestEnv {
         &self,
     ) -> (
         CancellationToken,
-        tokio::task::JoinHandle<Result<Exit, tanma_connector::pipeline::PipelineError>>,
+        tokio::task::JoinHandle<Result<Exit, PipelineError>>,
     ) {
         let token = CancellationToken::new();
-        let cfg = self.cfg.clone();
-        let t = token.clone();
-        let handle = tokio::spawn(async move {
-            let c = startup::build(cfg, Health::new(Duration::from_secs(600))).await?;
-            c.run(t, RunOptions::default()).await
-        });
-        (token, handle)
+        let run = run_connector(self.cfg.clone(), token.clone(), RunOptions::default());
+        (token, tokio::spawn(run))
     }
 
     /// The environment that configures the real binary like `self.cfg` (no config file).
