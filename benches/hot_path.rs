@@ -21,7 +21,7 @@ use tanma_connector::config::BadRecordPolicy;
 use tanma_connector::customer::canonical::{relation_fingerprint, relation_key_hash};
 use tanma_connector::customer::{customer_fingerprint, diff, Change, Customer, Relation, Snapshot};
 use tanma_connector::encode::{Codec, Framing};
-use tanma_connector::pipeline::unit::{Topics, Unit};
+use tanma_connector::pipeline::unit::{Topics, Unit, UnitContext};
 use tanma_connector::plan::Window;
 use tanma_connector::sim::{SimConfig, SimHandle};
 use tanma_connector::state::{RelationMeta, StateStore};
@@ -270,8 +270,14 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
     let empty = StateStore::open(&dir.path().join("empty")).expect("store");
     let mut known = StateStore::open(&dir.path().join("known")).expect("store");
     let mut seed = Unit::default();
-    seed.add_window(&read, &known, &codec, &topics, BadRecordPolicy::Stop, f.now)
-        .expect("unit");
+    let seed_ctx = UnitContext {
+        store: &known,
+        codec: &codec,
+        topics: &topics,
+        policy: BadRecordPolicy::Stop,
+        now: f.now,
+    };
+    seed.add_window(&read, &seed_ctx).expect("unit");
     for s in &seed.staged {
         known
             .apply(&s.external_user_id, &s.value, &s.relations)
@@ -285,11 +291,13 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
             let mut u = Unit::default();
             u.add_window(
                 black_box(&read),
-                &empty,
-                &codec,
-                &topics,
-                BadRecordPolicy::Stop,
-                f.now,
+                &UnitContext {
+                    store: &empty,
+                    codec: &codec,
+                    topics: &topics,
+                    policy: BadRecordPolicy::Stop,
+                    now: f.now,
+                },
             )
             .expect("unit");
             assert!(u.stats.created > 0);
@@ -301,11 +309,13 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
             let mut u = Unit::default();
             u.add_window(
                 black_box(&read),
-                &known,
-                &codec,
-                &topics,
-                BadRecordPolicy::Stop,
-                f.now,
+                &UnitContext {
+                    store: &known,
+                    codec: &codec,
+                    topics: &topics,
+                    policy: BadRecordPolicy::Stop,
+                    now: f.now,
+                },
             )
             .expect("unit");
             assert_eq!(u.stats.created + u.stats.updated, 0);
