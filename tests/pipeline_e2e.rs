@@ -157,3 +157,30 @@ async fn late_relation_in_old_window_is_found_by_rescan() {
     let audit = env.audit().await;
     assert!(audit.clean(), "{audit:#?}");
 }
+
+/// The acceptance size: a 50,000-relation backfill yields exactly one CREATED per
+/// customer, and the latest image of every customer equals the truth (read_committed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_of_50k_relations_creates_each_customer_once() {
+    // ~1.65 relations per customer.
+    let env = TestEnv::new(sim_config(17, 30_500), |c| {
+        c.windows.split_threshold = 2_000;
+    })
+    .await;
+    let relations = env.sim.control().stats().relations;
+    assert!(relations >= 50_000, "dataset has {relations} relations");
+    assert_eq!(env.run_until_caught_up().await, Exit::CaughtUp);
+    let audit = env.audit().await;
+    assert!(audit.clean(), "{audit:#?}");
+    assert_eq!(audit.created as usize, audit.truth_customers);
+    let events = env.events().await;
+    let mut created: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event_type"] == "CREATED")
+        .filter_map(|e| e["external_user_id"].as_str())
+        .collect();
+    let n = created.len();
+    created.sort_unstable();
+    created.dedup();
+    assert_eq!(created.len(), n, "a customer was CREATED twice");
+}
