@@ -122,6 +122,13 @@ fn describe_figment_error(e: figment::Error) -> String {
         .metadata
         .as_ref()
         .map(|m| match &m.source {
+            // figment shows file paths relative to the working directory; name the file as given.
+            Some(figment::Source::File(file)) => format!("{} {}", m.name, file.display()),
+            // Only the environment overrides are merged from code.
+            Some(figment::Source::Code(_)) => {
+                let var = e.path.iter().map(|p| p.to_uppercase()).collect::<Vec<_>>();
+                format!("environment variable TANMA_{}", var.join("__"))
+            }
             Some(source) => format!("{} {source}", m.name),
             None => m.name.to_string(),
         })
