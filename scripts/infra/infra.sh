@@ -21,6 +21,7 @@ KAFKA_VERSION="4.1.1"
 APICURIO_VERSION="3.3.3"
 KAFKA_PORT="${TANMA_KAFKA_PORT:-19092}"
 CONTROLLER_PORT="${TANMA_CONTROLLER_PORT:-19093}"
+KAFKA_TLS_PORT="${TANMA_KAFKA_TLS_PORT:-19094}"
 REGISTRY_PORT="${TANMA_REGISTRY_PORT:-18081}"
 REGISTRY_MGMT_PORT="${TANMA_REGISTRY_MGMT_PORT:-19000}"
 KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION"
@@ -86,11 +87,29 @@ wait_for() {
 kafka_java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1
   -Djava.awt.headless=true "-Dlog4j2.configurationFile=$here/log4j2.properties" -cp "$KAFKA_LIBS/*")
 
+# make_certs DIR: a throw-away CA and a broker certificate for 127.0.0.1 (PEM: PKCS#8 key + chain).
+make_certs() {
+  local dir="$1"
+  mkdir -p "$dir"
+  command -v openssl >/dev/null || die "openssl not found: needed for the broker's TLS listener"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=tanma-test-ca" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$dir/broker.key" -out "$dir/broker.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$dir/san.ext"
+  openssl x509 -req -in "$dir/broker.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/san.ext" -out "$dir/broker.crt" 2>/dev/null
+  openssl pkcs8 -topk8 -nocrypt -in "$dir/broker.key" -out "$dir/broker.pk8"
+  cat "$dir/broker.pk8" "$dir/broker.crt" "$dir/ca.pem" >"$dir/broker.pem"
+}
+
 start_kafka() {
   if alive "$STATE/kafka.pid"; then log "Kafka already running (pid $(cat "$STATE/kafka.pid"))"; return; fi
   local data="$STATE/kafka"
   rm -rf "$data"; mkdir -p "$data"
+  make_certs "$data/tls"
   sed -e "s#@DATA@#$data#g" -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" \
+    -e "s#@KAFKA_TLS_PORT@#$KAFKA_TLS_PORT#g" \
     "$here/server.properties.in" >"$data/server.properties"
   local t0; t0=$(now_ms)
   "$JAVA" "${kafka_java_opts[@]}" kafka.tools.StorageTool format --standalone -t "$("$JAVA" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null || echo 4L6g3nShT-eMCtK--X86sw)" \
@@ -147,6 +166,8 @@ write_env() {
   cat >"$STATE/env" <<ENV
 export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
 export SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7
+export KAFKA_TLS_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_TLS_PORT
+export KAFKA_TLS_CA=$STATE/kafka/tls/ca.pem
 ENV
 }
 
