@@ -40,6 +40,9 @@ use tracing::{debug, error, warn};
 use crate::config::ApiConfig;
 use crate::upstream::api_error::{ApiError, RequestCtx};
 use crate::upstream::outcome::{error_chain, interpret, read_capped, Attempt, Outcome, ReadError};
+use crate::upstream::parse::{
+    parse_relations, parse_response, ParseError, ParsedResponse, RelationPage,
+};
 use crate::upstream::retry::Backoff;
 use crate::upstream::sign::sign;
 use crate::upstream::wire::{ListRequest, Page, LIST_BY_CREATE_TIME_PATH};
@@ -193,6 +196,20 @@ impl ApiClient {
 
     /// Fetches one page, retrying as described in the module documentation.
     pub async fn list_page(&self, req: &ListRequest) -> Result<Page, ApiError> {
+        self.fetch(req, parse_response).await
+    }
+
+    /// [`ApiClient::list_page`], with the rows turned into relations as the body is parsed
+    /// ([`parse_relations`]): what the window reader uses.
+    pub async fn list_relations(&self, req: &ListRequest) -> Result<RelationPage, ApiError> {
+        self.fetch(req, parse_relations).await
+    }
+
+    async fn fetch<P>(
+        &self,
+        req: &ListRequest,
+        parse: fn(&[u8]) -> Result<ParsedResponse<P>, ParseError>,
+    ) -> Result<P, ApiError> {
         let ctx = RequestCtx::from(req);
         let body = serde_json::to_vec(req).map_err(|e| ApiError::Encode {
             request: ctx.clone(),
@@ -207,7 +224,7 @@ impl ApiClient {
             metrics::histogram!("tanma_api_rate_limit_wait_seconds").record(waited.elapsed());
 
             let started = Instant::now();
-            let attempt = self.attempt(&body, &ctx).await;
+            let attempt = self.attempt(&body, &ctx, parse).await;
             let outcome = attempt.outcome();
             metrics::histogram!("tanma_api_request_duration_seconds").record(started.elapsed());
             metrics::counter!("tanma_api_requests_total", "outcome" => outcome.as_str())
@@ -279,7 +296,12 @@ impl ApiClient {
     }
 
     /// One signed HTTP attempt, classified.
-    async fn attempt(&self, body: &[u8], ctx: &RequestCtx) -> Attempt {
+    async fn attempt<P>(
+        &self,
+        body: &[u8],
+        ctx: &RequestCtx,
+        parse: fn(&[u8]) -> Result<ParsedResponse<P>, ParseError>,
+    ) -> Attempt<P> {
         let inner = &*self.inner;
         let timestamp_ms = Utc::now().timestamp_millis();
         let signature = sign(
@@ -334,10 +356,9 @@ impl ApiClient {
             Ok(Ok((status, headers, bytes))) => interpret(
                 &inner.app_id,
                 &inner.fatal_codes,
-                status,
-                &headers,
-                &bytes,
+                (status, &headers, &bytes),
                 ctx,
+                parse,
             ),
         }
     }

@@ -14,5 +14,7 @@ pub mod wire;
 pub use api_error::{ApiError, RequestCtx};
 pub use client::ApiClient;
 pub use outcome::Outcome;
-pub use parse::{parse_response, ParseError, ParsedResponse};
+pub use parse::{
+    parse_relations, parse_response, ParseError, ParsedResponse, RelationPage, RowResult,
+};
 pub use window_reader::{RejectedRow, WindowOutcome, WindowRead, WindowReader};

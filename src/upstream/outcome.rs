@@ -8,9 +8,8 @@ use reqwest::header::{HeaderMap, HeaderValue, DATE, RETRY_AFTER};
 
 use crate::error::excerpt;
 use crate::upstream::api_error::{ApiError, RequestCtx};
-use crate::upstream::parse::{parse_response, ParsedResponse};
+use crate::upstream::parse::{ParseError, ParsedResponse};
 use crate::upstream::retry::{describe_skew, parse_retry_after};
-use crate::upstream::wire::Page;
 
 /// Business code: the signature check failed.
 pub const CODE_BAD_SIGNATURE: i64 = 1002;
@@ -62,9 +61,9 @@ impl Outcome {
     }
 }
 
-/// What one attempt came to.
-pub(crate) enum Attempt {
-    Page(Page),
+/// What one attempt came to; `P` is the parsed page.
+pub(crate) enum Attempt<P> {
+    Page(P),
     Transient {
         outcome: Outcome,
         detail: String,
@@ -81,7 +80,7 @@ pub(crate) enum Attempt {
     Fatal(Outcome, ApiError),
 }
 
-impl Attempt {
+impl<P> Attempt<P> {
     pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Attempt::Page(_) => Outcome::Ok,
@@ -92,15 +91,14 @@ impl Attempt {
     }
 }
 
-/// Classifies a complete HTTP answer.
-pub(crate) fn interpret(
+/// Classifies a complete HTTP answer; `parse` reads the body.
+pub(crate) fn interpret<P>(
     app_id: &str,
     fatal_codes: &[i64],
-    status: reqwest::StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
+    (status, headers, body): (reqwest::StatusCode, &HeaderMap, &[u8]),
     ctx: &RequestCtx,
-) -> Attempt {
+    parse: fn(&[u8]) -> Result<ParsedResponse<P>, ParseError>,
+) -> Attempt<P> {
     let header = |name| {
         headers
             .get(name)
@@ -118,7 +116,7 @@ pub(crate) fn interpret(
             retry_after: parse_retry_after(header(RETRY_AFTER)),
         };
     }
-    let parsed = parse_response(body);
+    let parsed = parse(body);
     // A 1002 / 1003 may come with a 4xx status as well as with 200.
     if let Ok(ParsedResponse::Business { code, message }) = &parsed {
         let message = message.clone().unwrap_or_default();

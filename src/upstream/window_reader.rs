@@ -21,17 +21,18 @@
 //! (`pageNo >= totalPage`) without asking for the empty page past the end: a clean window costs
 //! `ceil(totalCount / pageSize)` requests, and one request when it is empty.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tracing::{debug, warn};
 
 use crate::config::ApiConfig;
+use crate::customer::canonical::relation_key_hash;
 use crate::customer::Relation;
 use crate::plan::Window;
 use crate::upstream::api_error::ApiError;
 use crate::upstream::client::ApiClient;
+use crate::upstream::parse::{RelationPage, RowResult};
 use crate::upstream::timefmt::list_request;
-use crate::upstream::wire::{Page, Row};
 
 /// Reads whole windows through a shared [`ApiClient`].
 #[derive(Debug, Clone)]
@@ -62,7 +63,8 @@ pub struct WindowRead {
     pub window: Window,
     /// `totalCount` of the last pass's first page.
     pub total_count: u64,
-    /// Valid relations, sorted by (externalUserId, qwUserId), each relation once.
+    /// Valid relations in canonical form (as [`Relation::from_row`] makes them), sorted by
+    /// (externalUserId, qwUserId), each relation once.
     pub relations: Vec<(String, Relation)>,
     /// Rows that failed `Relation::from_row`: raw JSON of the row + the error text.
     pub rejected: Vec<RejectedRow>,
@@ -90,7 +92,10 @@ type Key = (String, String);
 #[derive(Default)]
 struct Pass {
     total_count: u64,
-    rows: BTreeMap<Key, Relation>,
+    /// Relations in arrival order (sorted when the pass is returned).
+    rows: Vec<(String, Relation)>,
+    /// Position in `rows` by relation key hash, to spot a relation that comes back twice.
+    seen: HashMap<u64, usize>,
     rejected: Vec<RejectedRow>,
     /// Why the pass drifted: the first sign seen.
     drift: Option<String>,
@@ -104,21 +109,40 @@ impl Pass {
     }
 
     /// Takes the rows of page `page_no`.
-    fn absorb(&mut self, page_no: u32, rows: &[Row]) {
-        for (i, row) in rows.iter().enumerate() {
-            match Relation::from_row(row, i) {
-                Ok((ext, relation)) => {
-                    let key = (ext, relation.qw_user_id.clone());
-                    if self.rows.insert(key, relation).is_some() {
-                        self.drifted(|| format!("a relation came back twice (page {page_no})"));
+    fn absorb(&mut self, page_no: u32, rows: Vec<RowResult>) {
+        for row in rows {
+            match row {
+                RowResult::Relation(ext, relation) => {
+                    let hash = relation_key_hash(&ext, &relation.qw_user_id);
+                    let again = self.seen.get(&hash).copied().filter(|&at| {
+                        let (e, r) = &self.rows[at];
+                        *e == ext && r.qw_user_id == relation.qw_user_id
+                    });
+                    match again {
+                        // The later copy wins, as a map insert would.
+                        Some(at) => {
+                            self.rows[at].1 = relation;
+                            self.drifted(|| format!("a relation came back twice (page {page_no})"));
+                        }
+                        None => {
+                            self.seen.entry(hash).or_insert(self.rows.len());
+                            self.rows.push((ext, relation));
+                        }
                     }
                 }
-                Err(e) => self.rejected.push(RejectedRow {
-                    raw_json: serde_json::to_string(row).unwrap_or_default(),
-                    error: format!("page {page_no}: {e}"),
+                RowResult::Rejected { raw_json, error } => self.rejected.push(RejectedRow {
+                    raw_json,
+                    error: format!("page {page_no}: {error}"),
                 }),
             }
         }
+    }
+
+    /// The relations sorted by (externalUserId, qwUserId).
+    fn into_sorted(mut self) -> Vec<(String, Relation)> {
+        self.rows
+            .sort_unstable_by(|x, y| (&x.0, &x.1.qw_user_id).cmp(&(&y.0, &y.1.qw_user_id)));
+        self.rows
     }
 }
 
@@ -128,7 +152,7 @@ enum PassOutcome {
 }
 
 /// The last page number of the window according to `page`.
-fn last_page(page: &Page, total_count: u64, requested_page_size: u32) -> u32 {
+fn last_page(page: &RelationPage, total_count: u64, requested_page_size: u32) -> u32 {
     let size = u64::from(
         page.page_size
             .filter(|s| *s > 0)
@@ -194,21 +218,21 @@ impl WindowReader {
                 }
             };
             let Some(why) = pass.drift.take() else {
+                let (total_count, rejected) =
+                    (pass.total_count, std::mem::take(&mut pass.rejected));
                 return Ok(WindowOutcome::Complete(WindowRead {
                     window,
-                    total_count: pass.total_count,
-                    relations: pass
-                        .rows
-                        .into_iter()
-                        .map(|((ext, _), r)| (ext, r))
-                        .collect(),
-                    rejected: pass.rejected,
+                    total_count,
+                    relations: pass.into_sorted(),
+                    rejected,
                     requests,
                     drift_rereads,
                     drifted: false,
                 }));
             };
-            union.append(&mut pass.rows);
+            for (ext, r) in std::mem::take(&mut pass.rows) {
+                union.insert((ext, r.qw_user_id.clone()), r);
+            }
             union_rejected.append(&mut pass.rejected);
             if drift_rereads >= self.max_drift_rereads {
                 // Fewer pages drift less: read the two halves, each with its own re-read budget.
@@ -286,7 +310,7 @@ impl WindowReader {
         let tz = self.client.time_zone();
         let first = self
             .client
-            .list_page(&list_request(&window, tz, self.page_size, 1))
+            .list_relations(&list_request(&window, tz, self.page_size, 1))
             .await?;
         *requests = requests.saturating_add(1);
         let total = first.total_count.unwrap_or(0);
@@ -298,16 +322,16 @@ impl WindowReader {
             ..Pass::default()
         };
         let mut last = last_page(&first, total, self.page_size);
-        pass.absorb(1, first.result.as_deref().unwrap_or_default());
+        pass.absorb(1, first.rows);
         let mut page_no = 1u32;
         while page_no < last {
             page_no += 1;
-            let page = self
+            let mut page = self
                 .client
-                .list_page(&list_request(&window, tz, self.page_size, page_no))
+                .list_relations(&list_request(&window, tz, self.page_size, page_no))
                 .await?;
             *requests = requests.saturating_add(1);
-            let rows = page.result.as_deref().unwrap_or_default();
+            let rows = std::mem::take(&mut page.rows);
             if page.total_count != Some(total) {
                 let now = page.total_count.unwrap_or(0);
                 pass.drifted(|| {
