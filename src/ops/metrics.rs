@@ -108,19 +108,21 @@ pub fn install() -> Result<PrometheusHandle, OpsError> {
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
+    // One installer at a time: a racing caller must not see the global recorder set before the
+    // winner has published its handle.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
     let builder = builder()?;
-    // Two threads may race here; only one `set_global_recorder` can win, the loser gets an error
-    // and then finds the winner's handle.
     match builder.install_recorder() {
         Ok(handle) => {
             let handle = HANDLE.get_or_init(|| handle).clone();
             describe_all();
             Ok(handle)
         }
-        Err(source) => match HANDLE.get() {
-            Some(h) => Ok(h.clone()),
-            None => Err(OpsError::MetricsInstall { source }),
-        },
+        Err(source) => Err(OpsError::MetricsInstall { source }),
     }
 }
 
