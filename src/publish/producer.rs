@@ -145,7 +145,7 @@ impl TransactionalProducer {
             *dangling = false;
         }
         let started = Instant::now();
-        match self.run_transaction(&records).await {
+        match self.run_transaction(records).await {
             Ok(mut stats) => {
                 stats.duration = started.elapsed();
                 metrics::counter!("tanma_kafka_transactions_total", "outcome" => "committed")
@@ -211,7 +211,7 @@ impl TransactionalProducer {
             *dangling = false;
         }
         let started = Instant::now();
-        let staged = self.stage(&records).await;
+        let staged = self.stage(records).await;
         let opened = !matches!(staged, Err(Failure::NotStarted(_)));
         let abort = if opened {
             self.abort_open().await
@@ -254,7 +254,9 @@ impl TransactionalProducer {
     }
 
     /// Begins a transaction, produces `records` in order and waits for every delivery report.
-    async fn stage(&self, records: &[OutRecord]) -> Result<CommitStats, Failure> {
+    /// Each record is dropped as soon as librdkafka holds its copy, so a large transaction is
+    /// not held in memory twice while it is delivered.
+    async fn stage(&self, records: Vec<OutRecord>) -> Result<CommitStats, Failure> {
         if let Some((code, reason)) = self.fatal_error() {
             return Err(Failure::NotStarted(self.fenced(code, reason)));
         }
@@ -264,10 +266,18 @@ impl TransactionalProducer {
             .map_err(|e| Failure::NotStarted(self.txn_error("begin_transaction", e)))?;
 
         let mut stats = CommitStats::default();
+        let mut topics: Vec<String> = Vec::new();
         let mut deliveries = Vec::with_capacity(records.len());
         for record in records {
-            let delivery = self.enqueue(record).await.map_err(Failure::Open)?;
-            deliveries.push((record.topic.as_str(), delivery));
+            let delivery = self.enqueue(&record).await.map_err(Failure::Open)?;
+            let topic = match topics.iter().position(|t| *t == record.topic) {
+                Some(i) => i,
+                None => {
+                    topics.push(record.topic.clone());
+                    topics.len() - 1
+                }
+            };
+            deliveries.push((topic, delivery));
             stats.records += 1;
             stats.bytes += record.key.len()
                 + record.value.as_ref().map_or(0, Vec::len)
@@ -276,15 +286,24 @@ impl TransactionalProducer {
                     .iter()
                     .map(|(k, v)| k.len() + v.len())
                     .sum::<usize>();
-            *stats.per_topic.entry(record.topic.clone()).or_default() += 1;
+            match stats.per_topic.get_mut(&record.topic) {
+                Some(n) => *n += 1,
+                None => {
+                    stats.per_topic.insert(record.topic.clone(), 1);
+                }
+            }
         }
+        let deliveries = deliveries
+            .into_iter()
+            .map(|(t, d)| (topics[t].as_str(), d))
+            .collect();
         self.await_deliveries(deliveries)
             .await
             .map_err(Failure::Open)?;
         Ok(stats)
     }
 
-    async fn run_transaction(&self, records: &[OutRecord]) -> Result<CommitStats, Failure> {
+    async fn run_transaction(&self, records: Vec<OutRecord>) -> Result<CommitStats, Failure> {
         let stats = self.stage(records).await?;
         let timeout = self.op_timeout;
         for attempt in 1..=COMMIT_ATTEMPTS {
