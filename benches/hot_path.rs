@@ -277,7 +277,7 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
         policy: BadRecordPolicy::Stop,
         now: f.now,
     };
-    seed.add_window(&read, &seed_ctx).expect("unit");
+    seed.add_window(read.clone(), &seed_ctx).expect("unit");
     for s in &seed.staged {
         known
             .apply(&s.external_user_id, &s.value, &s.relations)
@@ -287,40 +287,50 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
     let mut g = c.benchmark_group("unit");
     g.throughput(Throughput::Elements(read.relations.len() as u64));
     g.bench_function("backfill_window_100_relations", |b| {
-        b.iter(|| {
-            let mut u = Unit::default();
-            u.add_window(
-                black_box(&read),
-                &UnitContext {
-                    store: &empty,
-                    codec: &codec,
-                    topics: &topics,
-                    policy: BadRecordPolicy::Stop,
-                    now: f.now,
-                },
-            )
-            .expect("unit");
-            assert!(u.stats.created > 0);
-            u
-        })
+        // The read is moved into the unit: each iteration gets a copy (not timed).
+        b.iter_batched(
+            || read.clone(),
+            |read| {
+                let mut u = Unit::default();
+                u.add_window(
+                    black_box(read),
+                    &UnitContext {
+                        store: &empty,
+                        codec: &codec,
+                        topics: &topics,
+                        policy: BadRecordPolicy::Stop,
+                        now: f.now,
+                    },
+                )
+                .expect("unit");
+                assert!(u.stats.created > 0);
+                u
+            },
+            BatchSize::SmallInput,
+        )
     });
     g.bench_function("rescan_unchanged_window_100_relations", |b| {
-        b.iter(|| {
-            let mut u = Unit::default();
-            u.add_window(
-                black_box(&read),
-                &UnitContext {
-                    store: &known,
-                    codec: &codec,
-                    topics: &topics,
-                    policy: BadRecordPolicy::Stop,
-                    now: f.now,
-                },
-            )
-            .expect("unit");
-            assert_eq!(u.stats.created + u.stats.updated, 0);
-            u
-        })
+        // The read is moved into the unit: each iteration gets a copy (not timed).
+        b.iter_batched(
+            || read.clone(),
+            |read| {
+                let mut u = Unit::default();
+                u.add_window(
+                    black_box(read),
+                    &UnitContext {
+                        store: &known,
+                        codec: &codec,
+                        topics: &topics,
+                        policy: BadRecordPolicy::Stop,
+                        now: f.now,
+                    },
+                )
+                .expect("unit");
+                assert_eq!(u.stats.created + u.stats.updated, 0);
+                u
+            },
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 

@@ -15,10 +15,11 @@
 //! whose value is null is `Some("null")`.
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::canonical::{canonicalize_relation, customer_fingerprint, relation_fingerprint};
+use super::canonical::{canonicalize_relation, customer_fingerprint_of, relation_fingerprint};
 use super::model::{Customer, FieldValue, Relation};
 
 /// A customer as the connector last knew it: the value of the state topic.
@@ -98,17 +99,29 @@ impl Change {
 pub fn diff(
     prev: Option<&Snapshot>,
     external_user_id: &str,
-    mut relations: Vec<Relation>,
+    relations: Vec<Relation>,
     now: DateTime<Utc>,
 ) -> Option<Change> {
-    let now = truncate_millis(now);
-    let mut keyed: Vec<(u64, Relation)> = relations
-        .drain(..)
+    let keyed = relations
+        .into_iter()
         .map(|mut r| {
             canonicalize_relation(&mut r);
             (relation_fingerprint(&r), r)
         })
         .collect();
+    diff_fingerprinted(prev, external_user_id, keyed, now).map(|(change, _)| change)
+}
+
+/// [`diff`] for relations already in canonical form, each with its [`relation_fingerprint`]
+/// (so the caller's fingerprints are not computed again). Also returns the fingerprints of the
+/// relations of the snapshot after the change, in order.
+pub fn diff_fingerprinted(
+    prev: Option<&Snapshot>,
+    external_user_id: &str,
+    mut keyed: Vec<(u64, Relation)>,
+    now: DateTime<Utc>,
+) -> Option<(Change, Vec<u64>)> {
+    let now = truncate_millis(now);
     keyed.sort_unstable_by(|(fa, a), (fb, b)| a.qw_user_id.cmp(&b.qw_user_id).then(fa.cmp(fb)));
     // Keep the last (largest fingerprint) copy of each qw_user_id.
     keyed.dedup_by(|later, earlier| {
@@ -119,57 +132,76 @@ pub fn diff(
             false
         }
     });
-    let incoming: Vec<Relation> = keyed.into_iter().map(|(_, r)| r).collect();
 
     match prev {
         None => {
-            if incoming.is_empty() {
+            if keyed.is_empty() {
                 return None;
             }
+            let (fps, relations): (Vec<u64>, Vec<Relation>) = keyed.into_iter().unzip();
+            let fingerprint = customer_fingerprint_of(external_user_id, &fps);
             let customer = Customer {
                 external_user_id: external_user_id.to_string(),
-                relations: incoming,
+                relations,
             };
-            let fingerprint = customer_fingerprint(&customer);
-            Some(Change::Created {
-                after: Snapshot {
-                    customer,
-                    revision: 1,
-                    fingerprint,
-                    updated_at: now,
+            Some((
+                Change::Created {
+                    after: Snapshot {
+                        customer,
+                        revision: 1,
+                        fingerprint,
+                        updated_at: now,
+                    },
                 },
-            })
+                fps,
+            ))
         }
         Some(prev) => {
             let mut changes = Vec::new();
             let mut customer = prev.customer.clone();
             customer.external_user_id = external_user_id.to_string();
-            for rel in incoming {
-                let old = customer
+            let mut fps: Vec<u64> = customer
+                .relations
+                .iter()
+                .map(relation_fingerprint)
+                .collect();
+            for (fp, rel) in keyed {
+                let at = customer
                     .relations
-                    .binary_search_by(|r| r.qw_user_id.cmp(&rel.qw_user_id))
-                    .ok()
-                    .and_then(|i| customer.relations.get(i));
+                    .binary_search_by(|r| r.qw_user_id.cmp(&rel.qw_user_id));
+                let old = at.ok().and_then(|i| customer.relations.get(i));
                 let before_len = changes.len();
                 relation_changes(old, &rel, &mut changes);
                 if changes.len() > before_len {
-                    customer.upsert(rel);
+                    match at {
+                        Ok(i) => {
+                            customer.relations[i] = rel;
+                            fps[i] = fp;
+                        }
+                        Err(i) => {
+                            customer.relations.insert(i, rel);
+                            fps.insert(i, fp);
+                        }
+                    }
                 }
             }
             if changes.is_empty() {
                 return None;
             }
-            let fingerprint = customer_fingerprint(&customer);
-            Some(Change::Updated {
-                before: prev.clone(),
-                after: Snapshot {
-                    customer,
-                    revision: prev.revision.saturating_add(1),
-                    fingerprint,
-                    updated_at: now,
+            let fingerprint = customer_fingerprint_of(external_user_id, &fps);
+            Some((
+                Change::Updated {
+                    before: prev.clone(),
+                    after: Snapshot {
+                        customer,
+                        revision: prev.revision.saturating_add(1),
+                        fingerprint,
+                        updated_at: now,
+                    },
+                    changes,
                 },
-                changes,
-            })
+                fps,
+            ))
         }
     }
 }
@@ -208,12 +240,60 @@ pub fn field_json(f: &FieldValue) -> Value {
     })
 }
 
-fn truncate_millis(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+/// [`relation_json`] as text, written straight from the relation (keys in the same, sorted,
+/// order as a `serde_json::Value` object prints them).
+fn relation_text(r: &Relation) -> Option<String> {
+    #[derive(Serialize)]
+    struct RelationText<'a> {
+        fields: Vec<FieldText<'a>>,
+        mobiles: &'a [String],
+        qw_user_id: &'a str,
+        wechat_avatar: &'a Option<String>,
+        wechat_nickname: &'a Option<String>,
+    }
+    serde_json::to_string(&RelationText {
+        fields: r.fields.iter().map(FieldText::from).collect(),
+        mobiles: &r.mobiles,
+        qw_user_id: &r.qw_user_id,
+        wechat_avatar: &r.avatar,
+        wechat_nickname: &r.nickname,
+    })
+    .ok()
 }
 
-fn text(v: Value) -> Option<String> {
-    Some(v.to_string())
+/// [`field_json`] as text; see [`relation_text`].
+fn field_text(f: &FieldValue) -> Option<String> {
+    serde_json::to_string(&FieldText::from(f)).ok()
+}
+
+#[derive(Serialize)]
+struct FieldText<'a> {
+    id: i64,
+    name: &'a Option<String>,
+    outer_field: &'a Option<String>,
+    stable: bool,
+    value: &'a Option<String>,
+}
+
+impl<'a> From<&'a FieldValue> for FieldText<'a> {
+    fn from(f: &'a FieldValue) -> Self {
+        FieldText {
+            id: f.id,
+            name: &f.name,
+            outer_field: &f.outer_field,
+            stable: f.stable,
+            value: &f.value,
+        }
+    }
+}
+
+/// Any serializable value as JSON text.
+fn json_text<T: Serialize + ?Sized>(v: &T) -> Option<String> {
+    serde_json::to_string(v).ok()
+}
+
+fn truncate_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
 fn relation_changes(old: Option<&Relation>, new: &Relation, out: &mut Vec<PathChange>) {
@@ -222,7 +302,7 @@ fn relation_changes(old: Option<&Relation>, new: &Relation, out: &mut Vec<PathCh
         out.push(PathChange {
             path: base,
             old_value: None,
-            new_value: text(relation_json(new)),
+            new_value: relation_text(new),
         });
         return;
     };
@@ -232,8 +312,8 @@ fn relation_changes(old: Option<&Relation>, new: &Relation, out: &mut Vec<PathCh
     if old.mobiles != new.mobiles {
         out.push(PathChange {
             path: format!("{base}.mobiles"),
-            old_value: text(json!(old.mobiles)),
-            new_value: text(json!(new.mobiles)),
+            old_value: json_text(&old.mobiles),
+            new_value: json_text(&new.mobiles),
         });
     }
     push_opt(out, &base, "wechat_nickname", &old.nickname, &new.nickname);
@@ -251,8 +331,8 @@ fn push_opt(
     if old != new {
         out.push(PathChange {
             path: format!("{base}.{name}"),
-            old_value: text(json!(old)),
-            new_value: text(json!(new)),
+            old_value: json_text(old),
+            new_value: json_text(new),
         });
     }
 }
@@ -311,8 +391,8 @@ fn field_changes(base: &str, old: &[FieldValue], new: &[FieldValue], out: &mut V
                     if fo.stable != fnew.stable {
                         out.push(PathChange {
                             path: format!("{p}.stable"),
-                            old_value: text(json!(fo.stable)),
-                            new_value: text(json!(fnew.stable)),
+                            old_value: json_text(&fo.stable),
+                            new_value: json_text(&fnew.stable),
                         });
                     }
                     i += 1;
@@ -327,14 +407,51 @@ fn field_added(base: &str, k: (i64, usize), f: &FieldValue) -> PathChange {
     PathChange {
         path: field_path(base, k),
         old_value: None,
-        new_value: text(field_json(f)),
+        new_value: field_text(f),
     }
 }
 
 fn field_removed(base: &str, k: (i64, usize), f: &FieldValue) -> PathChange {
     PathChange {
         path: field_path(base, k),
-        old_value: text(field_json(f)),
+        old_value: field_text(f),
         new_value: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_json_text_equals_the_value_form() {
+        let r = Relation {
+            qw_user_id: "u\"1".into(),
+            mobiles: vec!["1".into(), "2".into()],
+            nickname: Some("张三".into()),
+            avatar: None,
+            fields: vec![
+                FieldValue {
+                    id: 1,
+                    name: Some("n".into()),
+                    outer_field: None,
+                    value: Some(String::new()),
+                    stable: true,
+                },
+                FieldValue {
+                    id: -2,
+                    name: None,
+                    outer_field: Some("o".into()),
+                    value: None,
+                    stable: false,
+                },
+            ],
+        };
+        assert_eq!(relation_text(&r), Some(relation_json(&r).to_string()));
+        for f in &r.fields {
+            assert_eq!(field_text(f), Some(field_json(f).to_string()));
+        }
+        assert_eq!(json_text(&r.nickname), Some(json!(r.nickname).to_string()));
+        assert_eq!(json_text(&true), Some("true".to_string()));
     }
 }

@@ -8,5 +8,5 @@ pub mod model;
 pub use canonical::{
     customer_fingerprint, fingerprint_hex, key_hash, relation_fingerprint, relation_key_hash,
 };
-pub use diff::{diff, event_id, Change, PathChange, Snapshot};
+pub use diff::{diff, diff_fingerprinted, event_id, Change, PathChange, Snapshot};
 pub use model::{Customer, FieldValue, Relation, RowError};

@@ -44,6 +44,9 @@ pub enum PipelineError {
     /// A unit of work could not be built.
     #[error("{0}")]
     Unit(#[from] unit::UnitError),
+    /// The background task fetching a batch died (a bug: it does not fail otherwise).
+    #[error("the task fetching windows failed: {0}")]
+    FetchTask(String),
 }
 
 impl Classify for PipelineError {
@@ -58,6 +61,7 @@ impl Classify for PipelineError {
             PipelineError::Checkpoint(e) => e.class(),
             PipelineError::Plan(e) => e.class(),
             PipelineError::Unit(e) => e.class(),
+            PipelineError::FetchTask(_) => ErrorClass::Fatal,
         }
     }
 }

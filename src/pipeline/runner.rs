@@ -3,14 +3,22 @@
 //!
 //! ```text
 //! loop {
-//!     batch   = planner.next_batch(now, concurrency)          // in apply order
-//!     results = fetch every window concurrently, yielded in batch order
+//!     batch   = the batch fetched ahead, or planner.next_batch(now, concurrency)
+//!     results = fetch every window concurrently (a background task), in batch order
+//!     next    = planner.next_batch(..), its fetch started now: it overlaps this commit
 //!     unit    = the longest prefix of complete results, diffed against the state store
 //!     commit(unit.events + unit.state + checkpoint_after(last window))   // one transaction
 //!     on success: store.apply(unit.staged); planner.on_committed(each window)
-//!     on failure: planner.rewind(); back off; nothing was applied, so the next try is the same
+//!     on failure: drop `next`; planner.rewind(); back off; nothing was applied, so the next
+//!                 try is the same
 //! }
 //! ```
+//!
+//! Fetching ahead changes nothing the transaction holds: the next batch's windows are only read
+//! from the API while this one commits; they are diffed against the state store after this
+//! commit was applied, and committed in hand-out order. A batch that ended early (a window too
+//! large to read whole, or a failure) fetches nothing ahead, because the split or the rewind
+//! changes what comes next.
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +96,9 @@ impl Connector {
         let mut progress = Progress::new(self.cfg.ops.progress);
         let poll = Duration::from_millis(self.cfg.windows.poll_interval_ms);
         let mut failed_commits = 0u32;
+        let concurrency = self.cfg.windows.concurrency;
+        // The batch fetched ahead while the previous one was committed.
+        let mut ahead: Option<Prefetch> = None;
         loop {
             self.health.beat();
             if shutdown.is_cancelled() {
@@ -96,24 +107,47 @@ impl Connector {
             }
             let now = Utc::now();
             self.report(now, &mut progress);
-            let batch = self.planner.next_batch(now, self.cfg.windows.concurrency);
-            if batch.is_empty() {
-                if opts.stop_when_caught_up {
+            let current = match ahead.take() {
+                Some(fetch) => fetch,
+                None => {
+                    let batch = self.planner.next_batch(now, concurrency);
+                    if batch.is_empty() {
+                        if opts.stop_when_caught_up {
+                            progress.finish();
+                            return Ok(Exit::CaughtUp);
+                        }
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            _ = tokio::time::sleep(poll) => {}
+                        }
+                        continue;
+                    }
+                    self.fetch(batch)
+                }
+            };
+            // Shutting down while windows are read: nothing of them was committed, so dropping
+            // them loses nothing (they are read again after the restart).
+            let fetched = tokio::select! {
+                _ = shutdown.cancelled() => {
                     progress.finish();
-                    return Ok(Exit::CaughtUp);
+                    return Ok(Exit::Shutdown);
                 }
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(poll) => {}
+                f = current.join() => f?,
+            };
+            if fetched.end.is_none() && !shutdown.is_cancelled() {
+                let next = self.planner.next_batch(Utc::now(), concurrency);
+                if !next.is_empty() {
+                    ahead = Some(self.fetch(next));
                 }
-                continue;
             }
-            match self.run_batch(&batch, &topics, &shutdown).await {
+            match self.finish_batch(fetched, &topics).await {
                 Ok(()) => {
                     backoff.reset();
                     failed_commits = 0;
                 }
                 Err(e) => {
+                    // Taken back with everything else handed out since the last commit.
+                    ahead = None;
                     self.planner.rewind();
                     let class = e.class();
                     if class == ErrorClass::Fatal {
@@ -142,6 +176,13 @@ impl Connector {
         }
     }
 
+    /// Starts reading `batch` in the background.
+    fn fetch(&self, batch: Vec<PlannedWindow>) -> Prefetch {
+        let reader = self.reader.clone();
+        let threshold = self.cfg.windows.split_threshold;
+        Prefetch(tokio::spawn(fetch_batch(reader, batch, threshold)))
+    }
+
     /// Replaces the producer: the old one is closed (its open transaction, if any, is aborted by
     /// the new one's `init_transactions`, which also bumps the epoch).
     async fn reset_producer(&mut self) -> Result<(), PipelineError> {
@@ -156,74 +197,29 @@ impl Connector {
         Ok(())
     }
 
-    /// Fetches the batch concurrently, then commits the longest prefix of complete windows in
-    /// one transaction.
-    async fn run_batch(
+    /// Commits the complete prefix of a fetched batch in one transaction, then splits the
+    /// window that ended it early or reports the failure that did.
+    async fn finish_batch(
         &mut self,
-        batch: &[PlannedWindow],
+        fetched: Fetched,
         topics: &Topics,
-        shutdown: &CancellationToken,
     ) -> Result<(), PipelineError> {
-        let threshold = self.cfg.windows.split_threshold;
-        let fetches: Vec<_> = batch
-            .iter()
-            .cloned()
-            .map(|pw| {
-                let reader = self.reader.clone();
-                async move {
-                    let outcome = reader.read(pw.window, threshold).await;
-                    (pw, outcome)
-                }
-            })
-            .collect();
-        let mut results = futures::stream::iter(fetches).buffered(batch.len().max(1));
-        let mut done: Vec<(PlannedWindow, WindowRead)> = Vec::new();
-        let mut stop: Option<PipelineError> = None;
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => None,
-                n = results.next() => n,
-            };
-            let Some((pw, outcome)) = next else { break };
-            match outcome {
-                Ok(WindowOutcome::Complete(read)) => {
-                    metrics::counter!("tanma_windows_read_total", "kind" => kind_label(&pw.kind))
-                        .increment(1);
-                    debug!(window = %pw.window, kind = kind_label(&pw.kind), total_count = read.total_count,
-                        requests = read.requests, "Window read.");
-                    done.push((pw, read));
-                }
-                Ok(WindowOutcome::TooLarge { total_count, .. }) => {
-                    debug!(window = %pw.window, total_count, "Window too large; splitting.");
-                    metrics::counter!("tanma_windows_split_total").increment(1);
-                    // Windows after this one must wait for its halves: stop the prefix here.
-                    self.commit_prefix(&done, topics).await?;
-                    // Takes back `pw` and every window handed out after it; their results
-                    // (fetched or not) are dropped and they come again after the halves.
-                    self.planner.split(&pw)?;
-                    return Ok(());
-                }
-                Err(e) => {
-                    stop = Some(PipelineError::Api(e));
-                    break;
-                }
-            }
-        }
-        drop(results);
-        // Commit what completed before the failure (or the shutdown), then report the failure.
-        self.commit_prefix(&done, topics).await?;
-        match stop {
-            Some(e) => Err(e),
+        self.commit_prefix(fetched.done, topics).await?;
+        match fetched.end {
             None => Ok(()),
+            // Takes back the window and every window handed out after it; they come again
+            // after its halves.
+            Some(FetchEnd::TooLarge(pw)) => Ok(self.planner.split(&pw)?),
+            Some(FetchEnd::Failed(e)) => Err(PipelineError::Api(e)),
         }
     }
 
     async fn commit_prefix(
         &mut self,
-        done: &[(PlannedWindow, WindowRead)],
+        done: Vec<(PlannedWindow, WindowRead)>,
         topics: &Topics,
     ) -> Result<(), PipelineError> {
-        let Some((last, _)) = done.last() else {
+        let Some(last) = done.last().map(|(pw, _)| *pw) else {
             return Ok(());
         };
         let now = Utc::now();
@@ -235,10 +231,12 @@ impl Connector {
             policy: self.cfg.topics.on_bad_record,
             now,
         };
-        for (_, read) in done {
+        let mut windows = Vec::with_capacity(done.len());
+        for (pw, read) in done {
+            windows.push(pw);
             unit.add_window(read, &ctx)?;
         }
-        let checkpoint: Checkpoint = self.planner.checkpoint_after(last);
+        let checkpoint: Checkpoint = self.planner.checkpoint_after(&last);
         let mut records = std::mem::take(&mut unit.records);
         records.push(OutRecord {
             topic: self.cfg.topics.checkpoint.clone(),
@@ -253,7 +251,7 @@ impl Connector {
             self.store
                 .apply(&s.external_user_id, &s.value, &s.relations)?;
         }
-        for (pw, _) in done {
+        for pw in &windows {
             self.planner.on_committed(pw)?;
         }
         let st = unit.stats;
@@ -264,7 +262,7 @@ impl Connector {
         metrics::counter!("tanma_dead_letters_total").increment(st.dead_letters);
         metrics::gauge!("tanma_customers_tracked").set(self.store.customers() as f64);
         debug!(
-            windows = done.len(),
+            windows = windows.len(),
             relations = st.relations,
             created = st.created,
             updated = st.updated,
@@ -293,6 +291,79 @@ impl Connector {
             progress.finish();
         }
     }
+}
+
+/// A batch being read in the background; dropping it stops the reads.
+struct Prefetch(tokio::task::JoinHandle<Fetched>);
+
+impl Prefetch {
+    async fn join(mut self) -> Result<Fetched, PipelineError> {
+        (&mut self.0)
+            .await
+            .map_err(|e| PipelineError::FetchTask(e.to_string()))
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What reading a batch came to.
+struct Fetched {
+    /// The complete windows: a prefix of the batch, in batch order.
+    done: Vec<(PlannedWindow, WindowRead)>,
+    /// Why the prefix ended before the batch did.
+    end: Option<FetchEnd>,
+}
+
+enum FetchEnd {
+    /// This window must be split; it and the windows after it were not kept.
+    TooLarge(PlannedWindow),
+    /// Reading this window failed.
+    Failed(crate::upstream::ApiError),
+}
+
+/// Reads the windows of `batch` concurrently and keeps the longest prefix that completed.
+async fn fetch_batch(reader: WindowReader, batch: Vec<PlannedWindow>, threshold: u64) -> Fetched {
+    let n = batch.len().max(1);
+    let reads = batch.into_iter().map(|pw| {
+        let reader = reader.clone();
+        async move {
+            let outcome = reader.read(pw.window, threshold).await;
+            (pw, outcome)
+        }
+    });
+    let mut results = futures::stream::iter(reads).buffered(n);
+    let mut fetched = Fetched {
+        done: Vec::new(),
+        end: None,
+    };
+    while let Some((pw, outcome)) = results.next().await {
+        match outcome {
+            Ok(WindowOutcome::Complete(read)) => {
+                metrics::counter!("tanma_windows_read_total", "kind" => kind_label(&pw.kind))
+                    .increment(1);
+                debug!(window = %pw.window, kind = kind_label(&pw.kind), total_count = read.total_count,
+                    requests = read.requests, "Window read.");
+                fetched.done.push((pw, read));
+            }
+            Ok(WindowOutcome::TooLarge { total_count, .. }) => {
+                debug!(window = %pw.window, total_count, "Window too large; splitting.");
+                metrics::counter!("tanma_windows_split_total").increment(1);
+                // Windows after this one must wait for its halves: the prefix ends here (the
+                // reads still running are dropped).
+                fetched.end = Some(FetchEnd::TooLarge(pw));
+                break;
+            }
+            Err(e) => {
+                fetched.end = Some(FetchEnd::Failed(e));
+                break;
+            }
+        }
+    }
+    fetched
 }
 
 fn kind_label(k: &WindowKind) -> &'static str {

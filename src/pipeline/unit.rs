@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::BadRecordPolicy;
 use crate::customer::canonical::{relation_fingerprint, relation_key_hash};
-use crate::customer::diff::{diff, event_id, Change, Snapshot};
+use crate::customer::diff::{diff_fingerprinted, event_id, Change, Snapshot};
 use crate::customer::Relation;
 use crate::encode::Codec;
 use crate::error::{Classify, ErrorClass};
@@ -125,27 +125,23 @@ impl Classify for UnitError {
 
 impl Unit {
     /// Adds one window's result to the unit. Customers already staged earlier in this unit are
-    /// diffed against their staged (not yet committed) snapshot.
-    pub fn add_window(
-        &mut self,
-        read: &WindowRead,
-        ctx: &UnitContext<'_>,
-    ) -> Result<(), UnitError> {
+    /// diffed against their staged (not yet committed) snapshot. The relations are moved into
+    /// the unit's snapshots, not copied.
+    pub fn add_window(&mut self, read: WindowRead, ctx: &UnitContext<'_>) -> Result<(), UnitError> {
         self.stats.relations += read.relations.len() as u64;
         for rejected in &read.rejected {
             self.dead_letter(ctx, None, read.window, &rejected.raw_json, &rejected.error)?;
         }
-        let mut i = 0;
-        let rels = &read.relations;
-        while i < rels.len() {
-            let ext = rels[i].0.as_str();
-            let mut j = i;
-            while j < rels.len() && rels[j].0 == ext {
-                j += 1;
+        let window = read.window;
+        let mut rels = read.relations.into_iter().peekable();
+        let mut group: Vec<Relation> = Vec::new();
+        while let Some((ext, first)) = rels.next() {
+            group.clear();
+            group.push(first);
+            while let Some((_, r)) = rels.next_if(|(e, _)| *e == ext) {
+                group.push(r);
             }
-            let group: Vec<&Relation> = rels[i..j].iter().map(|(_, r)| r).collect();
-            i = j;
-            self.add_customer(ext, group, read.window, ctx)?;
+            self.add_customer(&ext, &mut group, window, ctx)?;
         }
         Ok(())
     }
@@ -153,7 +149,7 @@ impl Unit {
     fn add_customer(
         &mut self,
         ext: &str,
-        group: Vec<&Relation>,
+        group: &mut Vec<Relation>,
         window: Window,
         ctx: &UnitContext<'_>,
     ) -> Result<(), UnitError> {
@@ -165,11 +161,13 @@ impl Unit {
             ..
         } = *ctx;
         let staged_idx = self.staged_index.get(ext).copied();
+        // Each relation's fingerprint is computed once, here (relations of a window read are
+        // canonical: `Relation::from_row` makes them so).
+        let fps: Vec<u64> = group.iter().map(relation_fingerprint).collect();
         // Fast path: every relation's fingerprint is already known → nothing to do.
         if staged_idx.is_none()
-            && group.iter().all(|r| {
-                store.relation_fingerprint(relation_key_hash(ext, &r.qw_user_id))
-                    == Some(relation_fingerprint(r))
+            && group.iter().zip(&fps).all(|(r, fp)| {
+                store.relation_fingerprint(relation_key_hash(ext, &r.qw_user_id)) == Some(*fp)
             })
         {
             self.stats.unchanged += group.len() as u64;
@@ -190,8 +188,8 @@ impl Unit {
                     })?,
             ),
         };
-        let relations: Vec<Relation> = group.into_iter().cloned().collect();
-        let Some(change) = diff(prev.as_ref(), ext, relations, now) else {
+        let keyed: Vec<(u64, Relation)> = fps.into_iter().zip(group.drain(..)).collect();
+        let Some((change, after_fps)) = diff_fingerprinted(prev.as_ref(), ext, keyed, now) else {
             self.stats.unchanged += 1;
             return Ok(());
         };
@@ -214,9 +212,10 @@ impl Unit {
             .customer
             .relations
             .iter()
-            .map(|r| RelationMeta {
+            .zip(after_fps)
+            .map(|(r, fingerprint)| RelationMeta {
                 key_hash: relation_key_hash(ext, &r.qw_user_id),
-                fingerprint: relation_fingerprint(r),
+                fingerprint,
             })
             .collect();
         let id = event_id(ext, after.revision, after.fingerprint);
