@@ -25,7 +25,7 @@ use tanma_connector::pipeline::unit::{Topics, Unit, UnitContext};
 use tanma_connector::plan::Window;
 use tanma_connector::sim::{SimConfig, SimHandle};
 use tanma_connector::state::{RelationMeta, StateStore};
-use tanma_connector::upstream::parse::{parse_response, ParsedResponse};
+use tanma_connector::upstream::parse::{parse_relations, parse_response, ParsedResponse};
 use tanma_connector::upstream::window_reader::WindowRead;
 use tanma_connector::upstream::wire::{ApiResponse, Page, Row};
 
@@ -127,6 +127,14 @@ fn bench_parse(c: &mut Criterion, f: &Fixture) {
     g.bench_function("parse_response_100_rows", |b| {
         b.iter(|| {
             let parsed = parse_response(black_box(&f.page_body)).expect("parses");
+            assert!(matches!(parsed, ParsedResponse::Page(_)));
+            parsed
+        })
+    });
+    // What the client does since the borrowed parser: body → relations in one step.
+    g.bench_function("parse_relations_100_rows", |b| {
+        b.iter(|| {
+            let parsed = parse_relations(black_box(&f.page_body)).expect("parses");
             assert!(matches!(parsed, ParsedResponse::Page(_)));
             parsed
         })

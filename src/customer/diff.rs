@@ -109,14 +109,15 @@ pub fn diff(
             (relation_fingerprint(&r), r)
         })
         .collect();
-    diff_fingerprinted(prev, external_user_id, keyed, now).map(|(change, _)| change)
+    diff_fingerprinted(prev.cloned(), external_user_id, keyed, now).map(|(change, _)| change)
 }
 
 /// [`diff`] for relations already in canonical form, each with its [`relation_fingerprint`]
 /// (so the caller's fingerprints are not computed again). Also returns the fingerprints of the
-/// relations of the snapshot after the change, in order.
+/// relations of the snapshot after the change, in order. Takes the previous snapshot by value:
+/// it becomes the event's `before` without another copy.
 pub fn diff_fingerprinted(
-    prev: Option<&Snapshot>,
+    prev: Option<Snapshot>,
     external_user_id: &str,
     mut keyed: Vec<(u64, Relation)>,
     now: DateTime<Utc>,
@@ -189,12 +190,13 @@ pub fn diff_fingerprinted(
                 return None;
             }
             let fingerprint = customer_fingerprint_of(external_user_id, &fps);
+            let revision = prev.revision.saturating_add(1);
             Some((
                 Change::Updated {
-                    before: prev.clone(),
+                    before: prev,
                     after: Snapshot {
                         customer,
-                        revision: prev.revision.saturating_add(1),
+                        revision,
                         fingerprint,
                         updated_at: now,
                     },

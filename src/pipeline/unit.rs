@@ -173,15 +173,19 @@ impl Unit {
             self.stats.unchanged += group.len() as u64;
             return Ok(());
         }
-        let prev_bytes = match staged_idx {
-            Some(k) => Some(self.staged[k].value.clone()),
-            None => store.load(ext)?,
+        let loaded;
+        let prev_bytes: Option<&[u8]> = match staged_idx {
+            Some(k) => Some(&self.staged[k].value),
+            None => {
+                loaded = store.load(ext)?;
+                loaded.as_deref()
+            }
         };
         let prev: Option<Snapshot> = match prev_bytes {
             None => None,
             Some(b) => Some(
                 codec
-                    .decode_snapshot(&b)
+                    .decode_snapshot(b)
                     .map_err(|e| UnitError::CorruptState {
                         external_user_id: ext.to_string(),
                         reason: e.to_string(),
@@ -189,7 +193,7 @@ impl Unit {
             ),
         };
         let keyed: Vec<(u64, Relation)> = fps.into_iter().zip(group.drain(..)).collect();
-        let Some((change, after_fps)) = diff_fingerprinted(prev.as_ref(), ext, keyed, now) else {
+        let Some((change, after_fps)) = diff_fingerprinted(prev, ext, keyed, now) else {
             self.stats.unchanged += 1;
             return Ok(());
         };
