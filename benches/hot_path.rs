@@ -294,52 +294,37 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
 
     let mut g = c.benchmark_group("unit");
     g.throughput(Throughput::Elements(read.relations.len() as u64));
-    g.bench_function("backfill_window_100_relations", |b| {
-        // The read is moved into the unit: each iteration gets a copy (not timed).
-        b.iter_batched(
-            || read.clone(),
-            |read| {
-                let mut u = Unit::default();
-                u.add_window(
-                    black_box(read),
-                    &UnitContext {
-                        store: &empty,
-                        codec: &codec,
-                        topics: &topics,
-                        policy: BadRecordPolicy::Stop,
-                        now: f.now,
-                    },
-                )
-                .expect("unit");
-                assert!(u.stats.created > 0);
-                u
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    g.bench_function("rescan_unchanged_window_100_relations", |b| {
-        // The read is moved into the unit: each iteration gets a copy (not timed).
-        b.iter_batched(
-            || read.clone(),
-            |read| {
-                let mut u = Unit::default();
-                u.add_window(
-                    black_box(read),
-                    &UnitContext {
-                        store: &known,
-                        codec: &codec,
-                        topics: &topics,
-                        policy: BadRecordPolicy::Stop,
-                        now: f.now,
-                    },
-                )
-                .expect("unit");
-                assert_eq!(u.stats.created + u.stats.updated, 0);
-                u
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    type Case<'a> = (&'a str, &'a StateStore, fn(&Unit) -> bool);
+    let cases: [Case<'_>; 2] = [
+        ("backfill_window_100_relations", &empty, |u| {
+            u.stats.created > 0
+        }),
+        ("rescan_unchanged_window_100_relations", &known, |u| {
+            u.stats.created + u.stats.updated == 0
+        }),
+    ];
+    for (name, store, expected) in cases {
+        let ctx = UnitContext {
+            store,
+            codec: &codec,
+            topics: &topics,
+            policy: BadRecordPolicy::Stop,
+            now: f.now,
+        };
+        g.bench_function(name, |b| {
+            // The read is moved into the unit: each iteration gets a copy (not timed).
+            b.iter_batched(
+                || read.clone(),
+                |read| {
+                    let mut u = Unit::default();
+                    u.add_window(black_box(read), &ctx).expect("unit");
+                    assert!(expected(&u), "{name}");
+                    u
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("state");
