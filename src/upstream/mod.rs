@@ -5,6 +5,7 @@ pub mod api_error;
 pub mod client;
 pub mod outcome;
 pub mod parse;
+pub mod relation;
 mod retry;
 pub mod sign;
 pub mod timefmt;
