@@ -19,6 +19,7 @@
 //! * [`publish`]: the transactional producer and topic management.
 //! * [`pipeline`]: the loop that ties the stages together.
 //! * [`ops`]: metrics, health, logging, shutdown.
+//! * [`backoff`]: exponential backoff with jitter, for every retry loop.
 //! * [`sim`]: a faithful simulator of the Tanma API, for tests, the demo and benchmarks.
 //!
 //! The guarantee: events, state records and the checkpoint of one unit of work are committed in
@@ -27,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod commands;
 pub mod config;
 pub mod customer;

@@ -37,13 +37,13 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use tracing::{debug, error, warn};
 
+use crate::backoff::Backoff;
 use crate::config::ApiConfig;
 use crate::upstream::api_error::{ApiError, RequestCtx};
 use crate::upstream::outcome::{error_chain, interpret, read_capped, Attempt, Outcome, ReadError};
 use crate::upstream::parse::{
     parse_relations, parse_response, ParseError, ParsedResponse, RelationPage,
 };
-use crate::upstream::retry::Backoff;
 use crate::upstream::sign::sign;
 use crate::upstream::wire::{ListRequest, Page, LIST_BY_CREATE_TIME_PATH};
 
@@ -180,10 +180,7 @@ impl ApiClient {
                 max_attempts: cfg.max_attempts.max(1),
                 malformed_attempts: cfg.malformed_attempts.max(1),
                 clock_skew_attempts: cfg.clock_skew_attempts,
-                backoff: Backoff {
-                    initial_ms: cfg.backoff_initial_ms,
-                    max_ms: cfg.backoff_max_ms.max(cfg.backoff_initial_ms),
-                },
+                backoff: Backoff::from_millis(cfg.backoff_initial_ms, cfg.backoff_max_ms),
                 fatal_codes: cfg.fatal_codes.clone(),
             }),
         })

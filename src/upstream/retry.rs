@@ -1,31 +1,12 @@
-//! Retry timing: exponential backoff with full jitter, `Retry-After`, and the clock-skew estimate
-//! from the server's `Date` header.
+//! Retry timing of the API client: `Retry-After`, and the clock-skew estimate from the server's
+//! `Date` header (the backoff itself is [`crate::backoff::Backoff`]).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 
 /// The longest `Retry-After` honoured; a larger value is cut to this.
 pub(crate) const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
-
-/// Exponential backoff with full jitter: a uniform delay in `[0, min(max, initial * 2^step)]`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Backoff {
-    pub(crate) initial_ms: u64,
-    pub(crate) max_ms: u64,
-}
-
-impl Backoff {
-    /// The delay before retry number `step` (0-based).
-    pub(crate) fn delay(&self, step: u32) -> Duration {
-        let ceiling = self
-            .initial_ms
-            .saturating_mul(1u64.checked_shl(step.min(32)).unwrap_or(u64::MAX))
-            .min(self.max_ms);
-        Duration::from_millis(rand::rng().random_range(0..=ceiling))
-    }
-}
 
 /// `Retry-After` in delay-seconds form (the HTTP-date form is not used by APIs of this kind and
 /// is ignored), capped at [`RETRY_AFTER_CAP`].
@@ -62,24 +43,6 @@ pub(crate) fn describe_skew(date_header: Option<&str>, local_now: DateTime<Utc>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_stays_within_ceiling() {
-        let b = Backoff {
-            initial_ms: 10,
-            max_ms: 100,
-        };
-        for step in 0..70 {
-            let d = b.delay(step);
-            let ceiling = (10u64 << step.min(20)).min(100);
-            assert!(d <= Duration::from_millis(ceiling), "step {step}: {d:?}");
-        }
-        let zero = Backoff {
-            initial_ms: 0,
-            max_ms: 0,
-        };
-        assert_eq!(zero.delay(5), Duration::ZERO);
-    }
 
     #[test]
     fn retry_after_forms() {
