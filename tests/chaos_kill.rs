@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use support::harness::{sim_config, TestEnv};
+use support::poll_until;
 use tanma_connector::commands::verify::{audit_state, fetch_truth, read_state};
 use tanma_connector::config::{Config, RescanTier};
 use tanma_connector::publish::client_config;
@@ -65,6 +66,25 @@ fn assert_running(child: &mut tokio::process::Child, log: &std::path::Path, roun
     }
 }
 
+/// Waits up to 30 s for the checkpoint topic to grow past `before` (a commit of this run), while
+/// checking that the connector is still running. True once it has.
+async fn wait_committed(
+    cfg: &Config,
+    before: i64,
+    child: &mut tokio::process::Child,
+    log: &std::path::Path,
+    round: u32,
+) -> bool {
+    let child = std::cell::RefCell::new(child);
+    let child = &child;
+    poll_until(Duration::from_secs(30), || async move {
+        assert_running(&mut child.borrow_mut(), log, round);
+        (checkpoint_end(cfg).await > before).then_some(())
+    })
+    .await
+    .is_some()
+}
+
 async fn sigkill(child: &mut tokio::process::Child) {
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("reaped");
@@ -109,16 +129,12 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         if round % 2 == 0 {
             tokio::time::sleep(Duration::from_millis(rng.random_range(100..2_500))).await;
         } else {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while checkpoint_end(&env.cfg).await <= before {
-                assert_running(&mut child, &log, round);
-                assert!(
-                    Instant::now() < deadline,
-                    "connector run {round} committed nothing within 30 s; log:\n{}",
-                    tail(&log)
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let committed = wait_committed(&env.cfg, before, &mut child, &log, round).await;
+            assert!(
+                committed,
+                "connector run {round} committed nothing within 30 s; log:\n{}",
+                tail(&log)
+            );
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..1_500))).await;
         }
         assert_running(&mut child, &log, round);
@@ -140,12 +156,8 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     // must converge on it.
     let (mut child, log) = env.spawn_binary(KILLS);
     let before = checkpoint_end(&env.cfg).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while checkpoint_end(&env.cfg).await <= before {
-        assert_running(&mut child, &log, KILLS);
-        assert!(Instant::now() < deadline, "final run committed nothing");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let committed = wait_committed(&env.cfg, before, &mut child, &log, KILLS).await;
+    assert!(committed, "final run committed nothing");
     env.sim.control().pause();
     let audit = env.wait_clean(Duration::from_secs(60)).await;
     assert_running(&mut child, &log, KILLS);

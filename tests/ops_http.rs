@@ -1,26 +1,13 @@
 //! The ops server over real HTTP on 127.0.0.1:0: metrics scrape, liveness, readiness, shutdown.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tanma_connector::ops::metrics::{self, names};
 use tanma_connector::ops::{serve, Health};
 use tokio_util::sync::CancellationToken;
 
-/// Polls `f` until it returns true or `deadline` passes.
-async fn wait_for<F, Fut>(deadline: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
-}
+#[path = "support/wait.rs"]
+mod wait;
 
 async fn get(url: &str) -> (u16, String) {
     let resp = reqwest::get(url).await.expect("ops server reachable");
@@ -115,12 +102,15 @@ async fn health_turns_503_when_beats_stop_and_recovers() {
 
     // No more beats: must go 503 once the deadline passes.
     let url2 = url.clone();
-    let stalled = wait_for(Duration::from_secs(5), || {
-        let url = url2.clone();
-        async move { get(&url).await.0 == 503 }
-    })
+    wait::wait_until(
+        "/health to turn 503 without beats",
+        Duration::from_secs(5),
+        || {
+            let url = url2.clone();
+            async move { get(&url).await.0 == 503 }
+        },
+    )
     .await;
-    assert!(stalled, "/health never turned 503 without beats");
     assert!(!health.is_alive());
     let (_, body) = get(&url).await;
     assert!(body.contains("\"status\":\"stalled\""), "{body}");

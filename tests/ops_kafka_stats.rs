@@ -4,8 +4,11 @@
 //! last statistics document is also written to FILE (how `tests/data/ops_librdkafka_stats.json` was
 //! captured).
 
+#[path = "support/wait.rs"]
+mod wait;
+
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -88,19 +91,17 @@ async fn producer_statistics_become_metrics() {
     .expect("flush");
 
     let key = format!("tanma_kafka_topic_tx_messages_total{{topic=\"{topic}\"}}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut body = String::new();
-    while Instant::now() < deadline {
-        body = handle.render();
+    let (handle, key) = (&handle, &key);
+    let body = wait::poll_until(Duration::from_secs(20), || async move {
+        let body = handle.render();
         let rtt_seen = body
             .lines()
             .any(|l| l.starts_with("tanma_kafka_broker_rtt_avg_seconds{"));
-        if metric(&body, &key) == Some(N as f64) && rtt_seen {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(metric(&body, &key), Some(N as f64), "{body}");
+        (metric(&body, key) == Some(N as f64) && rtt_seen).then_some(body)
+    })
+    .await
+    .unwrap_or_else(|| handle.render());
+    assert_eq!(metric(&body, key), Some(N as f64), "{body}");
     assert!(
         metric(&body, "tanma_kafka_tx_bytes_total").unwrap_or(0.0) > 0.0,
         "{body}"

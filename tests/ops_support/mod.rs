@@ -3,9 +3,10 @@
 //! waits, `/metrics` parsing.
 
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::harness::TestEnv;
+use crate::support::poll_until;
 
 /// A loopback address with a port that was free a moment ago.
 pub fn free_addr() -> String {
@@ -90,23 +91,23 @@ pub async fn wait_metrics(
     log: &std::path::Path,
     pred: impl Fn(&str) -> bool,
 ) -> String {
-    let started = Instant::now();
-    loop {
-        if let Some((200, body)) = get(addr, "/metrics").await {
-            if pred(&body) {
-                return body;
-            }
+    let pred = &pred;
+    let found = poll_until(deadline, || async move {
+        match get(addr, "/metrics").await {
+            Some((200, body)) if pred(&body) => Some(body),
+            _ => None,
         }
-        if started.elapsed() > deadline {
-            let last = get(addr, "/metrics").await.map(|(_, b)| b);
-            panic!(
-                "timed out after {deadline:?} waiting for {what}; last /metrics:\n{}\nlog:\n{}",
-                last.unwrap_or_default(),
-                tail_of(log)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await;
+    if let Some(body) = found {
+        return body;
     }
+    let last = get(addr, "/metrics").await.map(|(_, b)| b);
+    panic!(
+        "timed out after {deadline:?} waiting for {what}; last /metrics:\n{}\nlog:\n{}",
+        last.unwrap_or_default(),
+        tail_of(log)
+    );
 }
 
 /// Polls `path` until it answers `status`; panics after `deadline`.
@@ -117,19 +118,19 @@ pub async fn wait_status(
     deadline: Duration,
     log: &std::path::Path,
 ) {
-    let started = Instant::now();
-    loop {
-        let got = get(addr, path).await;
-        if got.as_ref().is_some_and(|(s, _)| *s == status) {
-            return;
-        }
-        if started.elapsed() > deadline {
-            panic!(
-                "{path} did not answer {status} within {deadline:?} (last: {got:?}); log:\n{}",
-                tail_of(log)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let answered = poll_until(deadline, || async move {
+        get(addr, path)
+            .await
+            .filter(|(s, _)| *s == status)
+            .map(|_| ())
+    })
+    .await;
+    if answered.is_none() {
+        let last = get(addr, path).await;
+        panic!(
+            "{path} did not answer {status} within {deadline:?} (last: {last:?}); log:\n{}",
+            tail_of(log)
+        );
     }
 }
 

@@ -11,6 +11,12 @@ use tanma_connector::upstream::wire::{
     ApiResponse, ListRequest, Page, Row, LIST_BY_CREATE_TIME_PATH,
 };
 
+/// The tests' one condition-with-deadline helper (shared with `tests/support`).
+#[path = "../support/wait.rs"]
+pub mod wait;
+#[allow(unused_imports)]
+pub use wait::wait_until;
+
 /// A raw client that signs like the real one.
 pub struct Client {
     pub http: reqwest::Client,
@@ -196,18 +202,5 @@ impl Client {
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).expect("truth line parses"))
             .collect()
-    }
-}
-
-/// Waits for `cond` with a deadline, polling.
-pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    while !cond().await {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

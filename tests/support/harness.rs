@@ -16,7 +16,7 @@ use tanma_connector::pipeline::{startup, Exit, PipelineError, RunOptions};
 use tanma_connector::sim::{SimConfig, SimHandle};
 use tokio_util::sync::CancellationToken;
 
-use super::{infra, topics_config, unique, Infra};
+use super::{infra, poll_until, topics_config, unique, Infra};
 
 /// App id and key the harness's simulator accepts.
 pub const APP_ID: &str = "e2e-app";
@@ -258,19 +258,18 @@ impl TestEnv {
         deadline: Duration,
         pred: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        let started = std::time::Instant::now();
-        loop {
+        let pred = &pred;
+        let found = poll_until(deadline, || async move {
             let events = self.events().await;
-            if pred(&events) {
-                return events;
-            }
-            if started.elapsed() > deadline {
-                panic!(
-                    "timed out after {deadline:?} waiting for {what} ({} events)",
-                    events.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            pred(&events).then_some(events)
+        })
+        .await;
+        match found {
+            Some(events) => events,
+            None => panic!(
+                "timed out after {deadline:?} waiting for {what} ({} events)",
+                self.events().await.len()
+            ),
         }
     }
 
@@ -282,16 +281,17 @@ impl TestEnv {
 
     /// Waits until the audit is clean; panics with the last audit after `deadline`.
     pub async fn wait_clean(&self, deadline: Duration) -> Audit {
-        let started = std::time::Instant::now();
-        loop {
-            let last = self.audit().await;
-            if last.clean() {
-                return last;
-            }
-            if started.elapsed() > deadline {
-                panic!("audit not clean after {deadline:?}: {last:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        let found = poll_until(deadline, || async move {
+            let audit = self.audit().await;
+            audit.clean().then_some(audit)
+        })
+        .await;
+        match found {
+            Some(audit) => audit,
+            None => panic!(
+                "audit not clean after {deadline:?}: {:#?}",
+                self.audit().await
+            ),
         }
     }
 }

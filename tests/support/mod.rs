@@ -1,5 +1,5 @@
 //! Shared fixture of the integration tests: real Kafka and a schema registry, unique names,
-//! condition waits and helpers that read a topic to its end.
+//! condition waits ([`wait`]) and helpers that read a topic to its end.
 //!
 //! Every test binary uses it with `mod support;`. Infrastructure comes from the environment
 //! (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`) or, when a Docker engine is reachable, from
@@ -8,7 +8,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -133,24 +132,6 @@ pub fn unique(prefix: &str) -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
     format!("{prefix}-{:08x}{nanos:08x}", rand::random::<u32>())
-}
-
-/// Polls `f` until it returns true; panics naming `what` if `deadline` passes first.
-pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return;
-        }
-        if start.elapsed() >= deadline {
-            panic!("timed out after {deadline:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A connector Kafka configuration for tests: the given transactional id, short timeouts (an
@@ -320,3 +301,7 @@ fn read_all_blocking(
     }
 }
 pub mod harness;
+pub mod wait;
+
+#[allow(unused_imports)]
+pub use wait::{poll_until, wait_for, wait_until};
