@@ -11,6 +11,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use tanma_connector::error::{Classify, ErrorClass};
+use tanma_connector::ops::metrics::{self, names};
 use tanma_connector::state::{
     encode_headers, restore, RelationMeta, StateError, StateStore, HEADER_RELATIONS,
 };
@@ -26,15 +27,11 @@ fn base_config() -> ClientConfig {
     c
 }
 
-/// The process-wide Prometheus recorder, installed once per test binary.
+/// The connector's process-wide Prometheus recorder, installed once per test binary.
 fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
         std::sync::OnceLock::new();
-    HANDLE.get_or_init(|| {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .expect("install recorder")
-    })
+    HANDLE.get_or_init(|| metrics::install().expect("install recorder"))
 }
 
 /// The value of an unlabelled series in a Prometheus text rendering.
@@ -192,7 +189,7 @@ async fn restores_latest_committed_state_across_partitions() {
     ];
     produce_transactions(&topic, batches).await;
 
-    let metrics = metrics_handle();
+    let handle = metrics_handle();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = StateStore::open(dir.path()).expect("open");
     // Stale content must be wiped by the restore.
@@ -234,16 +231,21 @@ async fn restores_latest_committed_state_across_partitions() {
     assert!(last.1 >= 7, "{last:?}");
 
     // Other tests of this binary restore concurrently: the counter is at least ours.
-    let rendered = metrics.render();
-    let restored = metric_value(&rendered, "tanma_state_restore_records_total");
+    let rendered = handle.render();
+    let restored = metric_value(&rendered, names::STATE_RESTORE_RECORDS_TOTAL);
     assert!(restored.is_some_and(|v| v >= 7.0), "{rendered}");
     assert!(
-        metric_value(&rendered, "tanma_state_customers").is_some(),
+        metric_value(&rendered, names::CUSTOMERS_TRACKED).is_some(),
         "{rendered}"
     );
     assert!(
-        rendered.contains("tanma_state_restore_seconds"),
+        metric_value(&rendered, names::STATE_RESTORE_DURATION_SECONDS).is_some(),
         "{rendered}"
+    );
+    assert_eq!(
+        metrics::undeclared(),
+        Vec::<String>::new(),
+        "every name the restore writes is declared"
     );
 
     // A second restore of the same topic gives the same state (the store is reset first).

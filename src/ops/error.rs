@@ -16,6 +16,12 @@ pub enum OpsError {
         #[source]
         source: metrics_exporter_prometheus::BuildError,
     },
+    /// Another global `metrics` recorder was installed first.
+    #[error("cannot install the Prometheus metrics recorder: {reason}")]
+    MetricsRecorderTaken {
+        /// The `metrics` crate's message.
+        reason: String,
+    },
     /// The ops listener could not be bound.
     #[error("cannot bind the ops HTTP server (/metrics, /health, /ready) to {addr}: {source}")]
     Bind {
@@ -88,6 +94,7 @@ impl Classify for OpsError {
     fn class(&self) -> ErrorClass {
         match self {
             OpsError::MetricsInstall { .. }
+            | OpsError::MetricsRecorderTaken { .. }
             | OpsError::Bind { .. }
             | OpsError::Serve { .. }
             | OpsError::LogFilter { .. }

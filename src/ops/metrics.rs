@@ -8,77 +8,20 @@
 
 use std::sync::OnceLock;
 
-use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use names::MetricKind;
 
 use super::OpsError;
 
 pub use super::stats::{record_librdkafka_stats, record_librdkafka_stats_raw};
 
-/// Metric names, so that writers and the describer cannot drift apart.
-pub mod names {
-    /// Counter `{outcome}`: API requests by outcome (`ok`, `http_error`, `business_error`, …).
-    pub const API_REQUESTS_TOTAL: &str = "tanma_api_requests_total";
-    /// Histogram: API request latency.
-    pub const API_REQUEST_DURATION_SECONDS: &str = "tanma_api_request_duration_seconds";
-    /// Counter `{reason}`: API request retries.
-    pub const API_RETRIES_TOTAL: &str = "tanma_api_retries_total";
-    /// Histogram: time spent waiting for the client-side rate limiter.
-    pub const API_RATE_LIMIT_WAIT_SECONDS: &str = "tanma_api_rate_limit_wait_seconds";
-    /// Counter `{kind}`: windows read completely (forward, lookback, rescan).
-    pub const WINDOWS_READ_TOTAL: &str = "tanma_windows_read_total";
-    /// Counter: windows split in two because they held too many relations.
-    pub const WINDOWS_SPLIT_TOTAL: &str = "tanma_windows_split_total";
-    /// Counter: windows re-read because their pages drifted while being read.
-    pub const WINDOW_DRIFT_REREADS_TOTAL: &str = "tanma_window_drift_rereads_total";
-    /// Counter `{type}`: change events published (CREATED, UPDATED).
-    pub const EVENTS_TOTAL: &str = "tanma_events_total";
-    /// Counter: relations read that matched the last known version.
-    pub const RELATIONS_UNCHANGED_TOTAL: &str = "tanma_relations_unchanged_total";
-    /// Counter: relations (rows) read from the API.
-    pub const RELATIONS_READ_TOTAL: &str = "tanma_relations_read_total";
-    /// Counter: records written to the dead-letter topic.
-    pub const DEAD_LETTERS_TOTAL: &str = "tanma_dead_letters_total";
-    /// Counter `{outcome}`: Kafka transactions (committed, aborted, failed).
-    pub const KAFKA_TRANSACTIONS_TOTAL: &str = "tanma_kafka_transactions_total";
-    /// Histogram: duration of `commit_transaction`.
-    pub const KAFKA_COMMIT_DURATION_SECONDS: &str = "tanma_kafka_commit_duration_seconds";
-    /// Counter `{topic}`: records produced in committed transactions.
-    pub const KAFKA_RECORDS_PRODUCED_TOTAL: &str = "tanma_kafka_records_produced_total";
-    /// Gauge: now minus the committed watermark.
-    pub const WATERMARK_LAG_SECONDS: &str = "tanma_watermark_lag_seconds";
-    /// Gauge `{tier}`: progress of the current re-scan pass, 0..1.
-    pub const RESCAN_PROGRESS_RATIO: &str = "tanma_rescan_progress_ratio";
-    /// Gauge: customers in the diff state.
-    pub const CUSTOMERS_TRACKED: &str = "tanma_customers_tracked";
-    /// Counter: state-topic records read during restore.
-    pub const STATE_RESTORE_RECORDS_TOTAL: &str = "tanma_state_restore_records_total";
-    /// Gauge or histogram: how long the last state restore took.
-    pub const STATE_RESTORE_DURATION_SECONDS: &str = "tanma_state_restore_duration_seconds";
-    /// Gauge: 1 when ready (state restored, broker reachable), else 0. Set by `Health::set_ready`.
-    pub const READY: &str = "tanma_ready";
-
-    /// Counter: requests sent to brokers (librdkafka `tx`).
-    pub const KAFKA_TX_REQUESTS_TOTAL: &str = "tanma_kafka_tx_requests_total";
-    /// Counter: bytes sent to brokers (librdkafka `tx_bytes`).
-    pub const KAFKA_TX_BYTES_TOTAL: &str = "tanma_kafka_tx_bytes_total";
-    /// Counter: responses received from brokers (librdkafka `rx`).
-    pub const KAFKA_RX_RESPONSES_TOTAL: &str = "tanma_kafka_rx_responses_total";
-    /// Counter: bytes received from brokers (librdkafka `rx_bytes`).
-    pub const KAFKA_RX_BYTES_TOTAL: &str = "tanma_kafka_rx_bytes_total";
-    /// Counter: messages sent to brokers (librdkafka `txmsgs`).
-    pub const KAFKA_TX_MESSAGES_TOTAL: &str = "tanma_kafka_tx_messages_total";
-    /// Counter: messages consumed from brokers (librdkafka `rxmsgs`).
-    pub const KAFKA_RX_MESSAGES_TOTAL: &str = "tanma_kafka_rx_messages_total";
-    /// Gauge: messages waiting in the producer queue (librdkafka `msg_cnt`).
-    pub const KAFKA_MSG_QUEUE_MESSAGES: &str = "tanma_kafka_msg_queue_messages";
-    /// Gauge: bytes waiting in the producer queue (librdkafka `msg_size`).
-    pub const KAFKA_MSG_QUEUE_BYTES: &str = "tanma_kafka_msg_queue_bytes";
-    /// Counter `{topic}`: messages sent per topic (sum of the partitions' `txmsgs`).
-    pub const KAFKA_TOPIC_TX_MESSAGES_TOTAL: &str = "tanma_kafka_topic_tx_messages_total";
-    /// Gauge `{broker}`: average broker round-trip time over the last statistics interval.
-    pub const KAFKA_BROKER_RTT_AVG_SECONDS: &str = "tanma_kafka_broker_rtt_avg_seconds";
-}
+/// Every metric name, with its type, unit, labels and HELP text.
+pub use super::metric_names as names;
 
 /// Buckets for HTTP requests to the Tanma API.
 pub const API_REQUEST_BUCKETS: &[f64] = &[
@@ -100,6 +43,7 @@ pub const LONG_OPERATION_BUCKETS: &[f64] = &[
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the Prometheus recorder as the global `metrics` recorder and describes every metric.
+/// Names not declared in [`names`] still record, and are reported by [`undeclared`].
 ///
 /// Idempotent: later calls return a clone of the first handle (tests in one binary may all call
 /// it). Fails when another recorder was installed by someone else first. The caller should
@@ -115,14 +59,17 @@ pub fn install() -> Result<PrometheusHandle, OpsError> {
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
-    let builder = builder()?;
-    match builder.install_recorder() {
-        Ok(handle) => {
+    let recorder = builder()?.build_recorder();
+    let handle = recorder.handle();
+    match metrics::set_global_recorder(Checked::new(recorder)) {
+        Ok(()) => {
             let handle = HANDLE.get_or_init(|| handle).clone();
             describe_all();
             Ok(handle)
         }
-        Err(source) => Err(OpsError::MetricsInstall { source }),
+        Err(e) => Err(OpsError::MetricsRecorderTaken {
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -152,156 +99,161 @@ fn builder() -> Result<PrometheusBuilder, OpsError> {
     Ok(b)
 }
 
-/// Registers HELP text and units for every metric the connector writes. Called by [`install`].
+/// Registers HELP text and units for every metric of [`names::ALL`]. Called by [`install`].
 pub fn describe_all() {
-    use names::*;
-    describe_counter!(
-        API_REQUESTS_TOTAL,
-        Unit::Count,
-        "Tanma API requests, by outcome."
-    );
-    describe_histogram!(
-        API_REQUEST_DURATION_SECONDS,
-        Unit::Seconds,
-        "Latency of one Tanma API request, retries excluded."
-    );
-    describe_counter!(
-        API_RETRIES_TOTAL,
-        Unit::Count,
-        "Tanma API request retries, by reason."
-    );
-    describe_histogram!(
-        API_RATE_LIMIT_WAIT_SECONDS,
-        Unit::Seconds,
-        "Time a request waited for the client-side rate limiter."
-    );
-    describe_counter!(
-        WINDOWS_READ_TOTAL,
-        Unit::Count,
-        "Add-time windows read completely, by kind (forward, lookback, rescan)."
-    );
-    describe_counter!(
-        WINDOWS_SPLIT_TOTAL,
-        Unit::Count,
-        "Windows split in two because their totalCount exceeded the split threshold."
-    );
-    describe_counter!(
-        WINDOW_DRIFT_REREADS_TOTAL,
-        Unit::Count,
-        "Windows re-read because their pages shifted while being read."
-    );
-    describe_counter!(
-        EVENTS_TOTAL,
-        Unit::Count,
-        "Change events published in committed transactions, by type (CREATED, UPDATED)."
-    );
-    describe_counter!(
-        RELATIONS_UNCHANGED_TOTAL,
-        Unit::Count,
-        "Relations read that matched the customer's last known version (no event)."
-    );
-    describe_counter!(
-        RELATIONS_READ_TOTAL,
-        Unit::Count,
-        "Relations (one row per customer and follow user) read from the API."
-    );
-    describe_counter!(
-        DEAD_LETTERS_TOTAL,
-        Unit::Count,
-        "Records that could not be encoded and went to the dead-letter topic."
-    );
-    describe_counter!(
-        KAFKA_TRANSACTIONS_TOTAL,
-        Unit::Count,
-        "Kafka transactions, by outcome (committed, aborted, failed)."
-    );
-    describe_histogram!(
-        KAFKA_COMMIT_DURATION_SECONDS,
-        Unit::Seconds,
-        "Duration of commit_transaction."
-    );
-    describe_counter!(
-        KAFKA_RECORDS_PRODUCED_TOTAL,
-        Unit::Count,
-        "Records produced in committed transactions, by topic."
-    );
-    describe_gauge!(
-        WATERMARK_LAG_SECONDS,
-        Unit::Seconds,
-        "Now minus the committed forward watermark."
-    );
-    describe_gauge!(
-        RESCAN_PROGRESS_RATIO,
-        "Progress of the current re-scan pass of each tier, from 0 to 1."
-    );
-    describe_gauge!(
-        CUSTOMERS_TRACKED,
-        Unit::Count,
-        "Customers in the diff state."
-    );
-    describe_counter!(
-        STATE_RESTORE_RECORDS_TOTAL,
-        Unit::Count,
-        "State-topic records read while restoring the diff state."
-    );
-    describe_gauge!(
-        STATE_RESTORE_DURATION_SECONDS,
-        Unit::Seconds,
-        "How long restoring the diff state from the state topic took."
-    );
-    describe_gauge!(
-        READY,
-        Unit::Count,
-        "1 when the connector is ready (state restored, broker reachable), else 0."
-    );
-    describe_counter!(
-        KAFKA_TX_REQUESTS_TOTAL,
-        Unit::Count,
-        "Requests sent to Kafka brokers (librdkafka tx)."
-    );
-    describe_counter!(
-        KAFKA_TX_BYTES_TOTAL,
-        Unit::Bytes,
-        "Bytes sent to Kafka brokers (librdkafka tx_bytes)."
-    );
-    describe_counter!(
-        KAFKA_RX_RESPONSES_TOTAL,
-        Unit::Count,
-        "Responses received from Kafka brokers (librdkafka rx)."
-    );
-    describe_counter!(
-        KAFKA_RX_BYTES_TOTAL,
-        Unit::Bytes,
-        "Bytes received from Kafka brokers (librdkafka rx_bytes)."
-    );
-    describe_counter!(
-        KAFKA_TX_MESSAGES_TOTAL,
-        Unit::Count,
-        "Messages sent to Kafka brokers (librdkafka txmsgs)."
-    );
-    describe_counter!(
-        KAFKA_RX_MESSAGES_TOTAL,
-        Unit::Count,
-        "Messages consumed from Kafka brokers (librdkafka rxmsgs)."
-    );
-    describe_gauge!(
-        KAFKA_MSG_QUEUE_MESSAGES,
-        Unit::Count,
-        "Messages waiting in the producer queue (librdkafka msg_cnt)."
-    );
-    describe_gauge!(
-        KAFKA_MSG_QUEUE_BYTES,
-        Unit::Bytes,
-        "Bytes waiting in the producer queue (librdkafka msg_size)."
-    );
-    describe_counter!(
-        KAFKA_TOPIC_TX_MESSAGES_TOTAL,
-        Unit::Count,
-        "Messages sent per topic (sum of the partitions' librdkafka txmsgs)."
-    );
-    describe_gauge!(
-        KAFKA_BROKER_RTT_AVG_SECONDS,
-        Unit::Seconds,
-        "Average broker round-trip time over the last statistics interval (librdkafka rtt.avg)."
-    );
+    for m in names::ALL {
+        let unit = m.unit;
+        match (m.kind, unit) {
+            (MetricKind::Counter, Some(u)) => metrics::describe_counter!(m.name, u, m.help),
+            (MetricKind::Counter, None) => metrics::describe_counter!(m.name, m.help),
+            (MetricKind::Gauge, Some(u)) => metrics::describe_gauge!(m.name, u, m.help),
+            (MetricKind::Gauge, None) => metrics::describe_gauge!(m.name, m.help),
+            (MetricKind::Histogram, Some(u)) => metrics::describe_histogram!(m.name, u, m.help),
+            (MetricKind::Histogram, None) => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+}
+
+/// Names written through the installed recorder that [`names`] does not declare (or declares as
+/// another type), sorted. Empty when every emit site uses a declared name.
+pub fn undeclared() -> Vec<String> {
+    UNDECLARED
+        .lock()
+        .map(|u| u.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
+static UNDECLARED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// A recorder that checks every registered name against [`names::ALL`] before delegating. An
+/// undeclared name is logged once (at WARN: a programming error, not an operational one) and
+/// remembered for [`undeclared`]; the metric is recorded all the same.
+struct Checked<R> {
+    inner: R,
+}
+
+impl<R: Recorder> Checked<R> {
+    fn new(inner: R) -> Self {
+        Checked { inner }
+    }
+
+    fn check(&self, name: &str, kind: MetricKind) {
+        if names::find(name).is_some_and(|m| m.kind == kind) {
+            return;
+        }
+        note_undeclared(name, kind);
+    }
+}
+
+fn note_undeclared(name: &str, kind: MetricKind) {
+    let Ok(mut seen) = UNDECLARED.lock() else {
+        return;
+    };
+    if seen.insert(name.to_string()) {
+        tracing::warn!(
+            metric = name,
+            kind = kind.prometheus_type(),
+            "Metric not declared in ops::metrics::names (or declared as another type)."
+        );
+    }
+}
+
+impl<R: Recorder> Recorder for Checked<R> {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner.describe_counter(key, unit, description)
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner.describe_gauge(key, unit, description)
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner.describe_histogram(key, unit, description)
+    }
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.check(key.name(), MetricKind::Counter);
+        self.inner.register_counter(key, metadata)
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.check(key.name(), MetricKind::Gauge);
+        self.inner.register_gauge(key, metadata)
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        self.check(key.name(), MetricKind::Histogram);
+        self.inner.register_histogram(key, metadata)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes one sample of every declared metric (with its labels) through `checked`.
+    fn emit_every_declared_metric() {
+        for m in names::ALL {
+            let labels: Vec<(&'static str, &'static str)> =
+                m.labels.iter().map(|l| (*l, "x")).collect();
+            match m.kind {
+                MetricKind::Counter => metrics::counter!(m.name, &labels).increment(1),
+                MetricKind::Gauge => metrics::gauge!(m.name, &labels).set(1.0),
+                MetricKind::Histogram => metrics::histogram!(m.name, &labels).record(0.2),
+            }
+        }
+    }
+
+    #[test]
+    fn every_declared_metric_is_described_with_its_type() {
+        let recorder = builder().expect("builder").build_recorder();
+        let handle = recorder.handle();
+        let checked = Checked::new(recorder);
+        metrics::with_local_recorder(&checked, || {
+            describe_all();
+            emit_every_declared_metric();
+        });
+        let text = handle.render();
+        for m in names::ALL {
+            assert!(
+                text.contains(&format!("# HELP {} {}", m.name, m.help)),
+                "{} is not described:\n{text}",
+                m.name
+            );
+            assert!(
+                text.contains(&format!("# TYPE {} {}", m.name, m.kind.prometheus_type())),
+                "{} is not exported as a {}:\n{text}",
+                m.name,
+                m.kind.prometheus_type()
+            );
+        }
+        // Every series in the scrape belongs to a declared metric.
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let series = line.split(['{', ' ']).next().unwrap_or_default();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| series.strip_suffix(s))
+                .filter(|b| names::find(b).is_some())
+                .unwrap_or(series);
+            assert!(names::find(base).is_some(), "undeclared series {series}");
+        }
+    }
+
+    #[test]
+    fn undeclared_names_and_types_are_reported() {
+        let checked = Checked::new(builder().expect("builder").build_recorder());
+        metrics::with_local_recorder(&checked, || {
+            metrics::counter!(names::EVENTS_TOTAL, "type" => "CREATED").increment(1);
+            metrics::counter!("tanma_test_not_declared_total").increment(1);
+            // Declared, but as a gauge.
+            metrics::counter!(names::READY).increment(1);
+        });
+        let undeclared = undeclared();
+        assert!(undeclared.contains(&"tanma_test_not_declared_total".to_string()));
+        assert!(undeclared.contains(&names::READY.to_string()));
+        assert!(!undeclared.contains(&names::EVENTS_TOTAL.to_string()));
+    }
 }

@@ -15,6 +15,7 @@
 pub mod error;
 pub mod http;
 pub mod logging;
+pub mod metric_names;
 pub mod metrics;
 pub mod progress;
 pub mod shutdown;

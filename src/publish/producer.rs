@@ -18,6 +18,7 @@ use super::client_config::{describe, describe_creation_error, producer_config, T
 use super::error::{kafka_error_class, PublishError};
 use crate::config::KafkaConfig;
 use crate::error::ErrorClass;
+use crate::ops::metrics::names;
 
 /// Attempts at `commit_transaction` while it fails with retriable errors (librdkafka allows
 /// calling it again to learn the outcome).
@@ -148,12 +149,12 @@ impl TransactionalProducer {
         match self.run_transaction(records).await {
             Ok(mut stats) => {
                 stats.duration = started.elapsed();
-                metrics::counter!("tanma_kafka_transactions_total", "outcome" => "committed")
+                metrics::counter!(names::KAFKA_TRANSACTIONS_TOTAL, "outcome" => "committed")
                     .increment(1);
-                metrics::histogram!("tanma_kafka_commit_duration_seconds")
+                metrics::histogram!(names::KAFKA_COMMIT_DURATION_SECONDS)
                     .record(stats.duration.as_secs_f64());
                 for (topic, n) in &stats.per_topic {
-                    metrics::counter!("tanma_kafka_records_produced_total", "topic" => topic.clone())
+                    metrics::counter!(names::KAFKA_RECORDS_PRODUCED_TOTAL, "topic" => topic.clone())
                         .increment(*n as u64);
                 }
                 tracing::debug!(
@@ -166,7 +167,7 @@ impl TransactionalProducer {
             }
             Err(Failure::NotStarted(e)) => Err(e),
             Err(Failure::Open(e)) => {
-                metrics::counter!("tanma_kafka_transactions_total", "outcome" => "aborted")
+                metrics::counter!(names::KAFKA_TRANSACTIONS_TOTAL, "outcome" => "aborted")
                     .increment(1);
                 if self.fatal_error().is_none() {
                     if let Err(abort) = self.abort_open().await {
@@ -177,7 +178,7 @@ impl TransactionalProducer {
                 Err(e)
             }
             Err(Failure::CommitUnresolved(cause)) => {
-                metrics::counter!("tanma_kafka_transactions_total", "outcome" => "aborted")
+                metrics::counter!(names::KAFKA_TRANSACTIONS_TOTAL, "outcome" => "aborted")
                     .increment(1);
                 match self.abort_open().await {
                     Ok(()) => Err(PublishError::Transaction {
@@ -219,8 +220,7 @@ impl TransactionalProducer {
             Ok(())
         };
         if opened {
-            metrics::counter!("tanma_kafka_transactions_total", "outcome" => "aborted")
-                .increment(1);
+            metrics::counter!(names::KAFKA_TRANSACTIONS_TOTAL, "outcome" => "aborted").increment(1);
         }
         if let Err(e) = &abort {
             tracing::warn!(error = %e, "could not abort the Kafka transaction; will abort before the next one");

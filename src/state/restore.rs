@@ -11,6 +11,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::error::StateError;
 use super::store::{decode_fingerprint, StateStore, HEADER_FINGERPRINT, HEADER_RELATIONS};
+use crate::ops::metrics::names;
 
 /// Librdkafka fetch settings: large fetches, a bounded pre-fetch queue (memory target: fetch
 /// buffers stay alive while any of their messages is queued, so queue + one response bound the
@@ -97,7 +98,7 @@ pub async fn restore(
         elapsed: started.elapsed(),
     };
     let sizes = store.stats();
-    metrics::histogram!("tanma_state_restore_seconds").record(stats.elapsed.as_secs_f64());
+    metrics::gauge!(names::STATE_RESTORE_DURATION_SECONDS).set(stats.elapsed.as_secs_f64());
     store.emit_gauges();
     tracing::info!(
         topic,
@@ -236,7 +237,7 @@ fn run(
                     pause(&consumer, topic, partition);
                 }
                 if records - reported >= PROGRESS_EVERY {
-                    metrics::counter!("tanma_state_restore_records_total")
+                    metrics::counter!(names::STATE_RESTORE_RECORDS_TOTAL)
                         .increment(records - reported);
                     reported = records;
                     let _ = progress.send((records, total));
@@ -280,7 +281,7 @@ fn run(
         }
     }
     store.flush()?;
-    metrics::counter!("tanma_state_restore_records_total").increment(records - reported);
+    metrics::counter!(names::STATE_RESTORE_RECORDS_TOTAL).increment(records - reported);
     let _ = progress.send((records, total));
     Ok((records, bytes, total))
 }

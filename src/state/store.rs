@@ -5,6 +5,7 @@ use std::path::Path;
 use super::error::StateError;
 use super::spill::{unpack, Spill};
 use super::table::U64Map;
+use crate::ops::metrics::names;
 
 /// Header carrying the customer fingerprint: 8 bytes, big-endian u64.
 pub const HEADER_FINGERPRINT: &str = "tanma.fp";
@@ -190,14 +191,14 @@ impl StateStore {
         }
     }
 
-    /// Sets the `tanma_state_*` gauges (customers, relations, index and spill bytes); call it
+    /// Sets the diff state's gauges (customers tracked, relations, index and spill bytes); call it
     /// once per committed unit of work rather than per customer.
     pub fn emit_gauges(&self) {
         let sizes = self.stats();
-        metrics::gauge!("tanma_state_customers").set(sizes.customers as f64);
-        metrics::gauge!("tanma_state_relations").set(sizes.relations as f64);
-        metrics::gauge!("tanma_state_index_bytes").set(sizes.index_bytes as f64);
-        metrics::gauge!("tanma_state_spill_bytes").set(sizes.spill_bytes as f64);
+        metrics::gauge!(names::CUSTOMERS_TRACKED).set(sizes.customers as f64);
+        metrics::gauge!(names::STATE_RELATIONS).set(sizes.relations as f64);
+        metrics::gauge!(names::STATE_INDEX_BYTES).set(sizes.index_bytes as f64);
+        metrics::gauge!(names::STATE_SPILL_BYTES).set(sizes.spill_bytes as f64);
     }
 
     /// The encoded snapshot bytes last committed for this customer.
@@ -264,7 +265,7 @@ impl StateStore {
     pub fn remove(&mut self, external_user_id: &str) {
         if let Err(e) = self.remove_checked(external_user_id) {
             tracing::warn!(error = %e, "Could not read a removed customer's relations back from the spill file; they stay indexed.");
-            metrics::counter!("tanma_state_spill_errors_total").increment(1);
+            metrics::counter!(names::STATE_SPILL_ERRORS_TOTAL).increment(1);
         }
     }
 
@@ -355,7 +356,7 @@ impl StateStore {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "Compacted the state spill file."
         );
-        metrics::counter!("tanma_state_spill_compactions_total").increment(1);
+        metrics::counter!(names::STATE_SPILL_COMPACTIONS_TOTAL).increment(1);
         Ok(())
     }
 

@@ -39,6 +39,7 @@ use tracing::{debug, error, warn};
 
 use crate::backoff::Backoff;
 use crate::config::ApiConfig;
+use crate::ops::metrics::names;
 use crate::upstream::api_error::{ApiError, RequestCtx};
 use crate::upstream::outcome::{error_chain, interpret, read_capped, Attempt, Outcome, ReadError};
 use crate::upstream::parse::{
@@ -218,13 +219,13 @@ impl ApiClient {
         loop {
             let waited = Instant::now();
             inner.limiter.until_ready().await;
-            metrics::histogram!("tanma_api_rate_limit_wait_seconds").record(waited.elapsed());
+            metrics::histogram!(names::API_RATE_LIMIT_WAIT_SECONDS).record(waited.elapsed());
 
             let started = Instant::now();
             let attempt = self.attempt(&body, &ctx, parse).await;
             let outcome = attempt.outcome();
-            metrics::histogram!("tanma_api_request_duration_seconds").record(started.elapsed());
-            metrics::counter!("tanma_api_requests_total", "outcome" => outcome.as_str())
+            metrics::histogram!(names::API_REQUEST_DURATION_SECONDS).record(started.elapsed());
+            metrics::counter!(names::API_REQUESTS_TOTAL, "outcome" => outcome.as_str())
                 .increment(1);
 
             let delay = match attempt {
@@ -285,7 +286,7 @@ impl ApiClient {
                     Duration::ZERO
                 }
             };
-            metrics::counter!("tanma_api_retries_total", "reason" => outcome.as_str()).increment(1);
+            metrics::counter!(names::API_RETRIES_TOTAL, "reason" => outcome.as_str()).increment(1);
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
