@@ -9,7 +9,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::encode::Codec;
-use crate::publish::client_config;
+use crate::publish::{client_config, read_to_end_blocking, ReadOptions};
 
 /// Options of `tail`.
 #[derive(Debug, Clone, Copy)]
@@ -99,39 +99,21 @@ pub fn state(
     codec: &Codec,
     external_user_id: &str,
 ) -> Result<Option<serde_json::Value>, String> {
-    let c = consumer(cfg, &cfg.topics.state, false)?;
-    let assignment = c.assignment().map_err(|e| e.to_string())?;
-    let mut ends = Vec::new();
-    for el in assignment.elements() {
-        let (_, high) = c
-            .fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        ends.push((el.partition(), high));
-    }
+    let timeout = Duration::from_millis(cfg.state.restore_timeout_ms);
     let mut latest: Option<Vec<u8>> = None;
-    let deadline = Instant::now() + Duration::from_millis(cfg.state.restore_timeout_ms);
-    loop {
-        let pos = c.position().map_err(|e| e.to_string())?;
-        let caught_up = ends.iter().all(|(p, high)| {
-            *high == 0
-                || pos
-                    .find_partition(&cfg.topics.state, *p)
-                    .and_then(|e| e.offset().to_raw())
-                    .is_some_and(|o| o >= *high)
-        });
-        if caught_up {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err("timed out reading the state topic".into());
-        }
-        if let Some(m) = c.poll(Duration::from_millis(200)) {
-            let m = m.map_err(|e| e.to_string())?;
-            if m.key() == Some(external_user_id.as_bytes()) {
-                latest = m.payload().map(<[u8]>::to_vec);
+    read_to_end_blocking(
+        &client_config(&cfg.kafka),
+        &cfg.topics.state,
+        &ReadOptions::committed(timeout),
+        |_| {},
+        |r| {
+            if r.key() == Some(external_user_id.as_bytes()) {
+                latest = r.value().map(<[u8]>::to_vec);
             }
-        }
-    }
+            Ok::<(), std::convert::Infallible>(())
+        },
+    )
+    .map_err(|e| e.to_string())?;
     match latest {
         None => Ok(None),
         Some(bytes) => {

@@ -16,16 +16,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::customer::{Customer, Relation};
 use crate::encode::Codec;
-use crate::publish::client_config;
+use crate::publish::{client_config, read_to_end_blocking, ReadError, ReadOptions};
 use crate::upstream::wire::Row;
 
 /// Figures of one audit.
@@ -176,72 +173,27 @@ pub fn read_state(
     Ok(out)
 }
 
-/// Reads `topic` from the beginning to the high watermarks taken at the start (blocking,
-/// read_committed), calling `f(key, payload)` for every record.
+/// Reads `topic` to the end captured at the start (blocking, read_committed;
+/// [`crate::publish::read_to_end`]), calling `f(key, payload)` for every record.
 fn read_topic(
     cfg: &Config,
     topic: &str,
     timeout: Duration,
     mut f: impl FnMut(Option<&[u8]>, Option<&[u8]>) -> Result<(), String>,
 ) -> Result<(), String> {
-    let mut cc = client_config(&cfg.kafka);
-    cc.set("group.id", format!("tanma-verify-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed");
-    let c: BaseConsumer = cc.create().map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + timeout;
-    // Metadata and watermarks right after topic creation may briefly fail (no leader yet).
-    let (tpl, ends) = loop {
-        match end_offsets(&c, topic) {
-            Ok(v) => break v,
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    };
-    c.assign(&tpl).map_err(|e| e.to_string())?;
-    loop {
-        let pos = c.position().map_err(|e| e.to_string())?;
-        let done = ends.iter().all(|(p, high)| {
-            *high == 0
-                || pos
-                    .find_partition(topic, *p)
-                    .and_then(|e| e.offset().to_raw())
-                    .is_some_and(|o| o >= *high)
-        });
-        if done {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("timed out reading {topic}"));
-        }
-        if let Some(m) = c.poll(Duration::from_millis(100)) {
-            let m = m.map_err(|e| e.to_string())?;
-            f(m.key(), m.payload())?;
-        }
-    }
-}
-
-type Ends = (TopicPartitionList, HashMap<i32, i64>);
-
-fn end_offsets(c: &BaseConsumer, topic: &str) -> Result<Ends, String> {
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
-    let parts = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    if parts == 0 {
-        return Err(format!("topic {topic} has no partitions (missing?)"));
-    }
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for p in 0..parts {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(|e| e.to_string())?;
-        let (_, high) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        ends.insert(p, high);
-    }
-    Ok((tpl, ends))
+    let opts = ReadOptions::committed(timeout);
+    read_to_end_blocking(
+        &client_config(&cfg.kafka),
+        topic,
+        &opts,
+        |_| {},
+        |r| f(r.key(), r.value()),
+    )
+    .map(|_| ())
+    .map_err(|e| match e {
+        ReadError::Callback(e) => e,
+        other => other.to_string(),
+    })
 }
 
 /// Compares `events` with `truth`.

@@ -2,27 +2,20 @@
 //!
 //! The checkpoint is the last record of every transaction, keyed by the `transactional.id`, so
 //! the last committed value for that key is the checkpoint of the last committed unit of work.
-//! The read follows Materialize's progress search: take the high watermark with a
-//! `read_uncommitted` client, then consume `read_committed` from the beginning until the
-//! position reaches it. The tail of the log is not trusted on its own, because transaction
-//! control records occupy offsets that a consumer never sees.
+//! The read is [`super::read_to_end`]: the high watermark from a `read_uncommitted` client, then
+//! `read_committed` from the beginning until the position reaches it (transaction control
+//! records occupy offsets that a consumer never sees, so the last record is not the end).
 //!
 //! Call [`read_latest`] only after [`super::TransactionalProducer::new`]: `init_transactions` has
 //! then fenced older producers and aborted their open transactions, so the last stable offset
 //! reaches the high watermark and the read completes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-
-use super::client_config::{client_config, describe_creation_error, TracingContext};
+use super::client_config::client_config;
 use super::error::PublishError;
+use super::read_to_end::{read_to_end, ReadError, ReadOptions};
 use crate::config::KafkaConfig;
-
-/// Longest single poll; the progress deadline is checked between polls.
-const POLL_SLICE: Duration = Duration::from_millis(200);
 
 /// Returns the last committed value for `key` on the checkpoint `topic`, or `None` if there is
 /// none (or the last one is a tombstone).
@@ -35,129 +28,57 @@ pub async fn read_latest(
     key: &str,
     timeout: Duration,
 ) -> Result<Option<Vec<u8>>, PublishError> {
-    let cfg = cfg.clone();
-    let topic = topic.to_string();
-    let key = key.to_string();
-    tokio::task::spawn_blocking(move || read_latest_blocking(&cfg, &topic, key.as_bytes(), timeout))
-        .await
-        .map_err(|e| PublishError::Runtime {
-            op: "read checkpoint",
-            detail: e.to_string(),
-        })?
-}
-
-fn consumer(
-    cfg: &KafkaConfig,
-    isolation: &str,
-) -> Result<BaseConsumer<TracingContext>, PublishError> {
-    let mut c: ClientConfig = client_config(cfg);
-    c.set(
-        "group.id",
-        format!("{}-checkpoint-reader", cfg.transactional_id),
-    );
-    c.set("enable.auto.commit", "false");
-    c.set("enable.auto.offset.store", "false");
-    c.set("enable.partition.eof", "true");
-    c.set("auto.offset.reset", "earliest");
-    c.set("isolation.level", isolation);
-    c.create_with_context(TracingContext)
-        .map_err(|e| PublishError::Client {
-            what: "checkpoint consumer",
-            cause: describe_creation_error(&e),
-        })
-}
-
-fn read_latest_blocking(
-    cfg: &KafkaConfig,
-    topic: &str,
-    key: &[u8],
-    timeout: Duration,
-) -> Result<Option<Vec<u8>>, PublishError> {
-    let read_err = |op: &'static str| {
-        move |cause: KafkaError| PublishError::CheckpointRead {
-            topic: topic.to_string(),
-            op,
-            cause,
-        }
-    };
-    let op_timeout = Duration::from_millis(cfg.operation_timeout_ms.max(1));
-
-    let probe = consumer(cfg, "read_uncommitted")?;
-    let metadata = probe
-        .fetch_metadata(Some(topic), op_timeout)
-        .map_err(read_err("fetch_metadata"))?;
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| {
-            if t.error().is_some() {
-                0
-            } else {
-                t.partitions().len()
+    let key = key.as_bytes().to_vec();
+    let read = read_to_end(
+        &client_config(cfg),
+        topic,
+        ReadOptions::committed(timeout),
+        None,
+        move |latest: &mut Option<Option<Vec<u8>>>, record| {
+            if record.key() == Some(key.as_slice()) {
+                *latest = Some(record.value().map(<[u8]>::to_vec));
             }
-        });
-    if partitions != 1 {
+            Ok::<(), std::convert::Infallible>(())
+        },
+    )
+    .await;
+    let (latest, summary) = match read {
+        Ok(done) => done,
+        Err(ReadError::TopicMissing { .. }) => {
+            return Err(PublishError::CheckpointPartitions {
+                topic: topic.to_string(),
+                partitions: 0,
+            })
+        }
+        Err(e) => return Err(checkpoint_error(topic, e)),
+    };
+    if summary.partitions != 1 {
         return Err(PublishError::CheckpointPartitions {
             topic: topic.to_string(),
-            partitions,
+            partitions: summary.partitions,
         });
     }
-    let (_low, high) = probe
-        .fetch_watermarks(topic, 0, op_timeout)
-        .map_err(read_err("fetch_watermarks"))?;
-    drop(probe);
-    if high <= 0 {
-        return Ok(None);
-    }
-
-    let reader = consumer(cfg, "read_committed")?;
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .map_err(read_err("assign"))?;
-    reader.assign(&assignment).map_err(read_err("assign"))?;
-
-    let mut latest: Option<Vec<u8>> = None;
-    let mut position = -1_i64;
-    let mut last_progress = Instant::now();
-    loop {
-        match reader.poll(POLL_SLICE) {
-            Some(Ok(message)) => {
-                if message.key() == Some(key) {
-                    latest = message.payload().map(<[u8]>::to_vec);
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-            Some(Err(cause)) => return Err(read_err("poll")(cause)),
-        }
-        let now = current_position(&reader, topic).map_err(read_err("position"))?;
-        if now > position {
-            position = now;
-            last_progress = Instant::now();
-        }
-        if position >= high {
-            return Ok(latest);
-        }
-        if last_progress.elapsed() >= timeout {
-            return Err(PublishError::CheckpointTimeout {
-                topic: topic.to_string(),
-                position,
-                high_watermark: high,
-                waited: last_progress.elapsed(),
-            });
-        }
-    }
+    Ok(latest.flatten())
 }
 
-/// The reader's position on partition 0, or -1 before the first fetch.
-fn current_position(reader: &BaseConsumer<TracingContext>, topic: &str) -> Result<i64, KafkaError> {
-    let positions = reader.position()?;
-    Ok(positions
-        .find_partition(topic, 0)
-        .and_then(|p| match p.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        })
-        .unwrap_or(-1))
+/// Maps a failed read of the checkpoint topic.
+fn checkpoint_error(topic: &str, e: ReadError<std::convert::Infallible>) -> PublishError {
+    match e {
+        ReadError::Kafka { action, source, .. } => PublishError::CheckpointRead {
+            topic: topic.to_string(),
+            op: action,
+            cause: source,
+        },
+        ReadError::Stalled {
+            timeout, records, ..
+        } => PublishError::CheckpointTimeout {
+            topic: topic.to_string(),
+            records,
+            waited: timeout,
+        },
+        other => PublishError::Runtime {
+            op: "read checkpoint",
+            detail: other.to_string(),
+        },
+    }
 }

@@ -110,16 +110,14 @@ pub enum PublishError {
     },
     /// Reading the checkpoint topic up to its high watermark made no progress in time.
     #[error(
-        "reading checkpoint topic {topic:?} made no progress for {waited:?} \
-         (position {position}, high watermark {high_watermark})"
+        "reading checkpoint topic {topic:?} to its high watermark made no progress for {waited:?} \
+         ({records} records read)"
     )]
     CheckpointTimeout {
         /// The checkpoint topic.
         topic: String,
-        /// Offset reached.
-        position: i64,
-        /// Offset to reach.
-        high_watermark: i64,
+        /// Records read before the read stalled.
+        records: u64,
         /// How long without progress.
         waited: Duration,
     },
@@ -250,8 +248,7 @@ mod tests {
         assert_eq!(read.class(), ErrorClass::Retry);
         let timeout = PublishError::CheckpointTimeout {
             topic: "t".into(),
-            position: 1,
-            high_watermark: 2,
+            records: 1,
             waited: Duration::from_secs(1),
         };
         assert_eq!(timeout.class(), ErrorClass::Retry);

@@ -36,10 +36,14 @@ pub mod checkpoint_store;
 pub mod client_config;
 mod error;
 pub mod producer;
+pub mod read_to_end;
 pub mod topics;
 
 pub use checkpoint_store::read_latest;
 pub use client_config::client_config;
 pub use error::PublishError;
 pub use producer::{CommitStats, OutRecord, TransactionalProducer};
+pub use read_to_end::{
+    read_to_end, read_to_end_blocking, Isolation, LogRecord, ReadError, ReadOptions, ReadSummary,
+};
 pub use topics::{ensure_topics, partition_count, TopicError};

@@ -1,5 +1,6 @@
 //! Shared fixture of the integration tests: real Kafka and a schema registry, unique names,
-//! condition waits ([`wait`]) and helpers that read a topic to its end.
+//! condition waits ([`wait`]) and a helper that reads a topic to its end (the connector's own
+//! [`read_to_end`]).
 //!
 //! Every test binary uses it with `mod support;`. Infrastructure comes from the environment
 //! (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`) or, when a Docker engine is reachable, from
@@ -7,15 +8,12 @@
 //! starts local infrastructure.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use tanma_connector::config::{KafkaConfig, TopicsConfig};
+use tanma_connector::publish::{read_to_end, Isolation, ReadOptions};
 use testcontainers_modules::kafka::apache::{Kafka, KAFKA_PORT};
 use testcontainers_modules::testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
@@ -161,28 +159,6 @@ pub fn topics_config(prefix: &str, partitions: i32) -> TopicsConfig {
     }
 }
 
-fn consumer(bootstrap: &str, group: &str, isolation: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", isolation)
-        .create()
-        .unwrap_or_else(|e| panic!("cannot create a {isolation} consumer: {e}"))
-}
-
-/// A `read_committed` consumer (no auto commit, from the earliest offset).
-pub fn read_committed_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
-    consumer(bootstrap, group, "read_committed")
-}
-
-/// A `read_uncommitted` consumer (no auto commit, from the earliest offset).
-pub fn read_uncommitted_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
-    consumer(bootstrap, group, "read_uncommitted")
-}
-
 /// One record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadRecord {
@@ -200,106 +176,44 @@ pub struct ReadRecord {
 
 /// Every record of `topic` (all partitions, in offset order per partition) up to the high
 /// watermark taken when the call starts, as seen with `isolation` (`read_committed` or
-/// `read_uncommitted`). Panics if no progress is made for `timeout`.
+/// `read_uncommitted`); the connector's own [`read_to_end`]. Panics if no progress is made for
+/// `timeout`.
 pub async fn read_all(
     bootstrap: &str,
     topic: &str,
     isolation: &str,
     timeout: Duration,
 ) -> Vec<ReadRecord> {
-    let bootstrap = bootstrap.to_string();
-    let topic = topic.to_string();
-    let isolation = isolation.to_string();
-    tokio::task::spawn_blocking(move || read_all_blocking(&bootstrap, &topic, &isolation, timeout))
-        .await
-        .unwrap_or_else(|e| panic!("reading the topic panicked: {e}"))
+    let isolation = match isolation {
+        "read_committed" => Isolation::ReadCommitted,
+        "read_uncommitted" => Isolation::ReadUncommitted,
+        other => panic!("unknown isolation level {other:?}"),
+    };
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    let opts = ReadOptions {
+        timeout,
+        isolation,
+        cancel: None,
+    };
+    let read = read_to_end(&client, topic, opts, Vec::new(), |out, r| {
+        let mut headers = Vec::new();
+        r.for_each_header(|k, v| headers.push((k.to_string(), v.to_vec())));
+        out.push(ReadRecord {
+            partition: r.partition(),
+            offset: r.offset(),
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().map(<[u8]>::to_vec),
+            headers,
+        });
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .await;
+    let (mut out, _) = read.unwrap_or_else(|e| panic!("reading {topic} ({isolation:?}): {e}"));
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
 }
 
-fn read_all_blocking(
-    bootstrap: &str,
-    topic: &str,
-    isolation: &str,
-    timeout: Duration,
-) -> Vec<ReadRecord> {
-    let probe = read_uncommitted_consumer(bootstrap, &unique("probe"));
-    let metadata = probe
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
-    let mut high = BTreeMap::new();
-    for p in &partitions {
-        let (_, h) = probe
-            .fetch_watermarks(topic, *p, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("watermarks of {topic}/{p}: {e}"));
-        high.insert(*p, h);
-    }
-    let reader = consumer(bootstrap, &unique("reader"), isolation);
-    let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)
-            .unwrap_or_else(|e| panic!("assignment: {e}"));
-    }
-    reader
-        .assign(&tpl)
-        .unwrap_or_else(|e| panic!("assign {topic}: {e}"));
-    let mut out = Vec::new();
-    let mut last_progress = Instant::now();
-    let mut reached = BTreeMap::new();
-    loop {
-        match reader.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(ReadRecord {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-        }
-        let positions = reader
-            .position()
-            .unwrap_or_else(|e| panic!("position: {e}"));
-        let mut done = true;
-        for p in &partitions {
-            let pos = match positions.find_partition(topic, *p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => -1,
-            };
-            let h = high.get(p).copied().unwrap_or(0);
-            if reached.get(p).copied().unwrap_or(-1) < pos {
-                reached.insert(*p, pos);
-                last_progress = Instant::now();
-            }
-            if h > 0 && pos < h {
-                done = false;
-            }
-        }
-        if done {
-            out.sort_by_key(|r| (r.partition, r.offset));
-            return out;
-        }
-        if last_progress.elapsed() > timeout {
-            panic!("no progress reading {topic} ({isolation}) for {timeout:?}: reached {reached:?}, high watermarks {high:?}");
-        }
-    }
-}
 pub mod harness;
 pub mod wait;
 
