@@ -7,7 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::config::Config;
 use crate::plan::Window;
-use crate::publish::client_config;
+use crate::publish::{client_config, create_client, KafkaContext};
 use crate::upstream::client::ApiClient;
 use crate::upstream::window_reader::WindowReader;
 
@@ -33,7 +33,8 @@ pub async fn probe(cfg: &Config) -> Vec<String> {
     let kafka = cfg.kafka.clone();
     let timeout = Duration::from_millis(cfg.kafka.operation_timeout_ms.min(15_000));
     let broker = tokio::task::spawn_blocking(move || -> Result<usize, String> {
-        let consumer: BaseConsumer = client_config(&kafka).create().map_err(|e| e.to_string())?;
+        let consumer: BaseConsumer<KafkaContext> =
+            create_client(&client_config(&kafka)).map_err(|e| e.to_string())?;
         consumer
             .fetch_metadata(None, timeout)
             .map(|m| m.brokers().len())

@@ -9,7 +9,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::encode::Codec;
-use crate::publish::{client_config, read_to_end_blocking, ReadOptions};
+use crate::publish::{
+    client_config, create_client, read_to_end_blocking, KafkaContext, ReadOptions,
+};
 
 /// Options of `tail`.
 #[derive(Debug, Clone, Copy)]
@@ -22,13 +24,17 @@ pub struct TailOptions {
     pub from_end: bool,
 }
 
-fn consumer(cfg: &Config, topic: &str, from_end: bool) -> Result<BaseConsumer, String> {
+fn consumer(
+    cfg: &Config,
+    topic: &str,
+    from_end: bool,
+) -> Result<BaseConsumer<KafkaContext>, String> {
     let mut cc = client_config(&cfg.kafka);
     cc.set("group.id", format!("tanma-inspect-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false");
-    let c: BaseConsumer = cc.create().map_err(|e| e.to_string())?;
+    let c: BaseConsumer<KafkaContext> = create_client(&cc).map_err(|e| e.to_string())?;
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .map_err(|e| format!("topic {topic}: {e}"))?;

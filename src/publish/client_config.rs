@@ -1,9 +1,6 @@
-//! librdkafka client configuration from [`KafkaConfig`], a log-safe description of it, and the
-//! client context that routes librdkafka's logs and statistics to `tracing` and `metrics`.
+//! librdkafka client configuration from [`KafkaConfig`] and a log-safe description of it (the
+//! client context every client is created with is [`super::kafka_context::KafkaContext`]).
 
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 use secrecy::ExposeSecret;
@@ -115,48 +112,6 @@ pub fn describe_creation_error(error: &KafkaError) -> String {
         other => other.to_string(),
     }
 }
-
-/// Client context that sends librdkafka's logs to `tracing` (target `librdkafka`) and its
-/// statistics (when `statistics.interval.ms` is set, by default on the producer only) to the
-/// `tanma_kafka_*` metrics (see [`crate::ops::metrics::record_librdkafka_stats_raw`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TracingContext;
-
-impl ClientContext for TracingContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", facility = fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!(target: "librdkafka", facility = fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", facility = fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Debug => {
-                tracing::debug!(target: "librdkafka", facility = fac, "{log_message}")
-            }
-        }
-    }
-
-    /// Maps the statistics document to the `tanma_kafka_*` metrics without building rdkafka's
-    /// typed `Statistics` (which fails on fields a newer librdkafka adds or drops).
-    fn stats_raw(&self, statistics: &[u8]) {
-        if let Err(e) = crate::ops::metrics::record_librdkafka_stats_raw(statistics) {
-            tracing::debug!(target: "librdkafka", error = %e, "librdkafka statistics not recorded.");
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", error = %error, "librdkafka client error: {reason}");
-    }
-}
-
-impl ConsumerContext for TracingContext {}
 
 #[cfg(test)]
 mod tests {

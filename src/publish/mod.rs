@@ -35,6 +35,7 @@
 pub mod checkpoint_store;
 pub mod client_config;
 mod error;
+pub mod kafka_context;
 pub mod producer;
 pub mod read_to_end;
 pub mod topics;
@@ -42,6 +43,7 @@ pub mod topics;
 pub use checkpoint_store::read_latest;
 pub use client_config::client_config;
 pub use error::PublishError;
+pub use kafka_context::{create_client, KafkaContext};
 pub use producer::{CommitStats, OutRecord, TransactionalProducer};
 pub use read_to_end::{
     read_to_end, read_to_end_blocking, Isolation, LogRecord, ReadError, ReadOptions, ReadSummary,

@@ -14,8 +14,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio::sync::Mutex;
 
-use super::client_config::{describe, describe_creation_error, producer_config, TracingContext};
+use super::client_config::{describe, describe_creation_error, producer_config};
 use super::error::{kafka_error_class, PublishError};
+use super::kafka_context::{create_client, KafkaContext};
 use crate::config::KafkaConfig;
 use crate::error::ErrorClass;
 use crate::ops::metrics::names;
@@ -58,7 +59,7 @@ pub struct CommitStats {
 /// [`TransactionalProducer::commit`] calls run one after the other.
 pub struct TransactionalProducer {
     /// The librdkafka producer (its own thread polls delivery reports).
-    producer: Arc<FutureProducer<TracingContext>>,
+    producer: Arc<FutureProducer<KafkaContext>>,
     /// `transactional.id`, for messages.
     transactional_id: String,
     /// Timeout of init, commit and abort calls.
@@ -101,12 +102,11 @@ impl TransactionalProducer {
     pub async fn new(cfg: &KafkaConfig) -> Result<Self, PublishError> {
         let config = producer_config(cfg);
         tracing::info!(config = %describe(&config), "creating the transactional Kafka producer");
-        let producer: FutureProducer<TracingContext> = config
-            .create_with_context(TracingContext)
-            .map_err(|e| PublishError::Client {
-            what: "transactional producer",
-            cause: describe_creation_error(&e),
-        })?;
+        let producer: FutureProducer<KafkaContext> =
+            create_client(&config).map_err(|e| PublishError::Client {
+                what: "transactional producer",
+                cause: describe_creation_error(&e),
+            })?;
         let op_timeout = Duration::from_millis(cfg.operation_timeout_ms.max(1));
         let this = Self {
             producer: Arc::new(producer),
@@ -432,7 +432,7 @@ impl TransactionalProducer {
     /// Runs a blocking librdkafka call on the blocking pool.
     async fn blocking<T, F>(&self, op: &'static str, f: F) -> Result<KafkaResult<T>, PublishError>
     where
-        F: FnOnce(&FutureProducer<TracingContext>) -> KafkaResult<T> + Send + 'static,
+        F: FnOnce(&FutureProducer<KafkaContext>) -> KafkaResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let producer = Arc::clone(&self.producer);

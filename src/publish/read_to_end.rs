@@ -31,7 +31,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::client_config::TracingContext;
+use super::kafka_context::{create_client, KafkaContext};
 
 /// Large fetches, a bounded pre-fetch queue (fetch buffers stay alive while any of their
 /// messages is queued, so queue + one response bound the client's memory), and a short back-off
@@ -324,7 +324,7 @@ struct Pending {
 /// The reading state of one call.
 struct Reader<'t> {
     topic: &'t str,
-    consumer: Option<BaseConsumer<TracingContext>>,
+    consumer: Option<BaseConsumer<KafkaContext>>,
     pending: Vec<Pending>,
     open: usize,
     summary: ReadSummary,
@@ -348,11 +348,12 @@ impl<'t> Reader<'t> {
         for (key, value) in FETCH_SETTINGS {
             config.set(key, value);
         }
-        let probe: BaseConsumer<TracingContext> = config
-            .clone()
-            .set("isolation.level", Isolation::ReadUncommitted.as_str())
-            .create_with_context(TracingContext)
-            .map_err(kafka(topic, "create watermark consumer"))?;
+        let probe: BaseConsumer<KafkaContext> = create_client(
+            config
+                .clone()
+                .set("isolation.level", Isolation::ReadUncommitted.as_str()),
+        )
+        .map_err(kafka(topic, "create watermark consumer"))?;
         let ends = retry_until(opts.timeout, || end_offsets(&probe, topic))?;
         drop(probe);
         let partitions = ends.len();
@@ -384,10 +385,9 @@ impl<'t> Reader<'t> {
         if reader.open == 0 {
             return Ok(reader);
         }
-        let consumer: BaseConsumer<TracingContext> = config
-            .set("isolation.level", opts.isolation.as_str())
-            .create_with_context(TracingContext)
-            .map_err(kafka(topic, "create consumer"))?;
+        let consumer: BaseConsumer<KafkaContext> =
+            create_client(config.set("isolation.level", opts.isolation.as_str()))
+                .map_err(kafka(topic, "create consumer"))?;
         let mut assignment = TopicPartitionList::new();
         for p in &reader.pending {
             assignment
@@ -456,7 +456,7 @@ impl<'t> Reader<'t> {
     /// its end. Returns whether anything progressed.
     fn deliver<E>(
         &mut self,
-        consumer: &BaseConsumer<TracingContext>,
+        consumer: &BaseConsumer<KafkaContext>,
         msg: &BorrowedMessage<'_>,
         on_record: &mut impl FnMut(LogRecord<'_>) -> Result<(), E>,
     ) -> Result<bool, ReadError<E>> {
@@ -486,7 +486,7 @@ impl<'t> Reader<'t> {
     /// Marks partitions whose position reached their end; true when any position advanced.
     fn settle_by_position<E>(
         &mut self,
-        consumer: &BaseConsumer<TracingContext>,
+        consumer: &BaseConsumer<KafkaContext>,
     ) -> Result<bool, ReadError<E>> {
         let positions = consumer
             .position()
@@ -515,7 +515,7 @@ impl<'t> Reader<'t> {
     }
 
     /// Partition `i` reached its end: stop fetching it.
-    fn finish(&mut self, consumer: &BaseConsumer<TracingContext>, i: usize) {
+    fn finish(&mut self, consumer: &BaseConsumer<KafkaContext>, i: usize) {
         let p = &mut self.pending[i];
         p.done = true;
         self.open -= 1;
@@ -586,7 +586,7 @@ fn retry_until<T, E>(
 
 /// `(partition, low, high)` watermarks of every partition of `topic`.
 fn end_offsets<E>(
-    probe: &BaseConsumer<TracingContext>,
+    probe: &BaseConsumer<KafkaContext>,
     topic: &str,
 ) -> Result<Vec<(i32, i64, i64)>, ReadError<E>> {
     let missing = || ReadError::TopicMissing {

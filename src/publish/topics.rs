@@ -9,8 +9,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 
-use super::client_config::{client_config, describe_creation_error, TracingContext};
+use super::client_config::{client_config, describe_creation_error};
 use super::error::{is_fatal_code, kafka_error_class};
+use super::kafka_context::{create_client, KafkaContext};
 use crate::config::{KafkaConfig, TopicsConfig};
 use crate::error::{Classify, ErrorClass};
 
@@ -227,19 +228,16 @@ pub async fn partition_count(cfg: &KafkaConfig, topic: &str) -> Result<Option<us
 
 /// The admin client and the timeouts of its calls.
 struct Admin {
-    client: Arc<AdminClient<TracingContext>>,
+    client: Arc<AdminClient<KafkaContext>>,
     timeout: Duration,
 }
 
 impl Admin {
     fn new(cfg: &KafkaConfig) -> Result<Self, TopicError> {
         let config: ClientConfig = client_config(cfg);
-        let client =
-            config
-                .create_with_context(TracingContext)
-                .map_err(|e| TopicError::Client {
-                    cause: describe_creation_error(&e),
-                })?;
+        let client = create_client(&config).map_err(|e| TopicError::Client {
+            cause: describe_creation_error(&e),
+        })?;
         Ok(Self {
             client: Arc::new(client),
             timeout: Duration::from_millis(cfg.operation_timeout_ms.max(1)),
