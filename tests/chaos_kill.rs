@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use support::harness::{sim_config, TestEnv};
 use support::poll_until;
-use tanma_connector::commands::verify::{audit_state, fetch_truth, read_state};
+use tanma_connector::commands::verify::{audit_all, audit_state, fetch_truth, read_state};
 use tanma_connector::config::{Config, RescanTier};
 use tanma_connector::publish::client_config;
 use tanma_connector::sim::MutationRates;
@@ -180,7 +180,8 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     })
     .await
     .expect("join");
-    let st = audit_state(&truth, &state, &events);
+    let latest = audit_all(&truth, &events).latest_revisions;
+    let st = audit_state(&truth, &state, &latest);
     assert!(st.clean(), "state topic differs from the truth: {st:#?}");
     assert_eq!(st.snapshots, truth.len());
     sigkill(&mut child).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::Value;
-use tanma_connector::commands::verify::{audit, fetch_truth, read_events, Audit};
+use tanma_connector::commands::verify::{audit_events_topic, fetch_truth, read_events, Audit};
 use tanma_connector::config::{Config, RescanTier};
 use tanma_connector::encode::Codec;
 use tanma_connector::ops::Health;
@@ -273,10 +273,18 @@ impl TestEnv {
         }
     }
 
-    /// Audits the committed events against the simulator's truth.
+    /// Audits the committed events against the simulator's truth (streaming, as `verify` does).
     pub async fn audit(&self) -> Audit {
         let truth = fetch_truth(&self.sim.base_url()).await.expect("truth");
-        audit(&truth, &self.events().await)
+        let cfg = self.cfg.clone();
+        let codec = self.codec().await;
+        tokio::task::spawn_blocking(move || {
+            audit_events_topic(&cfg, &codec, &truth, Duration::from_secs(60))
+        })
+        .await
+        .expect("join")
+        .expect("events readable")
+        .audit
     }
 
     /// Waits until the audit is clean; panics with the last audit after `deadline`.
