@@ -97,11 +97,17 @@ async fn bad_rows_go_to_the_dead_letter_topic_and_the_connector_goes_on() {
             .expect("raw is the row's JSON");
         raws.insert(raw.to_string());
     }
-    // Each bad relation at least once (re-reads of the lookback may repeat some), and nothing else.
+    // Each bad relation exactly once, although the lookback re-reads some windows, and
+    // nothing else.
     assert_eq!(
         raws.len(),
         bad.len(),
         "distinct dead letters vs bad relations served"
+    );
+    assert_eq!(
+        letters.len(),
+        bad.len(),
+        "a bad row was dead-lettered twice"
     );
     assert!(env.sim.control().stats().bad_rows_served >= bad.len() as u64);
 
@@ -119,6 +125,17 @@ async fn bad_rows_go_to_the_dead_letter_topic_and_the_connector_goes_on() {
         cp.watermark > last_bad,
         "watermark {} <= {last_bad}",
         cp.watermark
+    );
+
+    // A restart and a full re-scan re-read every bad row: none is dead-lettered again (the
+    // connector remembers their content from the dead-letter topic).
+    let mut env = env;
+    env.cfg.windows.rescan[0].every_secs += 1;
+    assert_eq!(env.run_until_caught_up().await, Exit::CaughtUp);
+    assert_eq!(
+        dead_letters(&env).await.len(),
+        bad.len(),
+        "a re-scan after a restart dead-lettered rows again"
     );
 }
 

@@ -313,6 +313,9 @@ pub struct OpsConfig {
     pub progress: bool,
     /// `/health` fails when the main loop has not ticked for this long.
     pub liveness_timeout_secs: u64,
+    /// `/health` fails when commits have kept failing (broker unreachable, state volume full)
+    /// for this long while work is pending.
+    pub commit_failure_timeout_secs: u64,
 }
 
 impl Default for OpsConfig {
@@ -324,6 +327,7 @@ impl Default for OpsConfig {
             shutdown_grace_secs: 30,
             progress: true,
             liveness_timeout_secs: 300,
+            commit_failure_timeout_secs: 300,
         }
     }
 }

@@ -181,6 +181,9 @@ impl Config {
                 o.log_format
             ));
         }
+        if o.commit_failure_timeout_secs == 0 {
+            p.push("ops.commit_failure_timeout_secs: must be > 0 (seconds commits may keep failing before /health fails)".into());
+        }
         p
     }
 }

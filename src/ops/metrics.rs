@@ -57,6 +57,12 @@ pub mod names {
     pub const STATE_RESTORE_DURATION_SECONDS: &str = "tanma_state_restore_duration_seconds";
     /// Gauge: 1 when ready (state restored, broker reachable), else 0. Set by `Health::set_ready`.
     pub const READY: &str = "tanma_ready";
+    /// Gauge: 1 when `/health` last answered 200, else 0. Set by the `/health` handler.
+    pub const LIVE: &str = "tanma_live";
+    /// Gauge: how long commits (or recoveries from the log) have been failing without a
+    /// success in between; 0 while they succeed. `/health` fails past
+    /// `ops.commit_failure_timeout_secs`.
+    pub const COMMITS_FAILING_SECONDS: &str = "tanma_commits_failing_seconds";
 
     /// Counter: requests sent to brokers (librdkafka `tx`).
     pub const KAFKA_TX_REQUESTS_TOTAL: &str = "tanma_kafka_tx_requests_total";
@@ -253,6 +259,16 @@ pub fn describe_all() {
         READY,
         Unit::Count,
         "1 when the connector is ready (state restored, broker reachable), else 0."
+    );
+    describe_gauge!(
+        LIVE,
+        Unit::Count,
+        "1 when /health last answered 200, else 0."
+    );
+    describe_gauge!(
+        COMMITS_FAILING_SECONDS,
+        Unit::Seconds,
+        "How long commits have been failing without a success in between (0 while they succeed)."
     );
     describe_counter!(
         KAFKA_TX_REQUESTS_TOTAL,

@@ -81,7 +81,7 @@ pub enum PublishError {
     /// aborted either: whether it committed is unknown until a new producer resolves it.
     #[error(
         "the outcome of the commit for transactional id {transactional_id:?} is unknown ({cause}); \
-         abort also failed ({abort_cause}); restart so the checkpoint tells what was committed"
+         abort also failed ({abort_cause}); recovering from the topics (the checkpoint tells what was committed)"
     )]
     CommitOutcomeUnknown {
         /// The producer's `transactional.id`.
@@ -140,7 +140,6 @@ impl Classify for PublishError {
         match self {
             PublishError::Client { .. }
             | PublishError::Fenced { .. }
-            | PublishError::CommitOutcomeUnknown { .. }
             | PublishError::Runtime { .. }
             | PublishError::CheckpointPartitions { .. } => ErrorClass::Fatal,
             PublishError::Transaction { cause, .. }
@@ -150,9 +149,10 @@ impl Classify for PublishError {
                 // Nothing of the open transaction can be trusted any more.
                 _ => ErrorClass::Abort,
             },
-            PublishError::QueueFull { .. } | PublishError::DeliveryTimeout { .. } => {
-                ErrorClass::Abort
-            }
+            // The unit may or may not be committed: the pipeline recovers from the log.
+            PublishError::QueueFull { .. }
+            | PublishError::DeliveryTimeout { .. }
+            | PublishError::CommitOutcomeUnknown { .. } => ErrorClass::Abort,
             PublishError::Delivery { cause, .. } => match kafka_error_class(cause) {
                 ErrorClass::Fatal => ErrorClass::Fatal,
                 _ => ErrorClass::Abort,
