@@ -30,6 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 # Keys go to the partition the connector's (Java-compatible, murmur2) partitioner picks, so a
 # tombstone follows its customer's snapshots in the same partition.
 PRODUCER = {"partitioner": "murmur2_random", "enable.idempotence": True}
+ABORTED_ID = b"examples-check-aborted"
 
 
 def first_event(bootstrap: str, topic: str, timeout: float = 30.0):
@@ -115,18 +116,39 @@ def main() -> int:
     t.init_transactions(30)
     t.begin_transaction()
     garbage = b"\x00\xff\xff\xff\xffnot avro"
-    t.produce(a.events_topic, key=b"examples-check-aborted", value=garbage,
-              headers=[("event_id", b"examples-check-aborted")])
-    t.produce(a.state_topic, key=b"examples-check-aborted", value=garbage)
+    aborted = []
+    t.produce(a.events_topic, key=ABORTED_ID, value=garbage, headers=[("event_id", ABORTED_ID)],
+              on_delivery=lambda err, msg: aborted.append(msg) if not err else errors.append(str(err)))
+    t.produce(a.state_topic, key=ABORTED_ID, value=garbage, on_delivery=report)
     flush(t)
     t.abort_transaction(30)
 
-    if errors:
+    if errors or len(aborted) != 1:
         print(f"examples_inject: {errors}", file=sys.stderr)
         return 1
-    print(json.dumps({"duplicated_event_id": dup_id, "deleted_event_id": deleted_id,
-                      "evolved_schema_id": schema_id, "tombstoned": a.tombstone, "aborted_records": 2}))
+    print(json.dumps({
+        "duplicated_event_id": dup_id, "deleted_event_id": deleted_id, "evolved_schema_id": schema_id,
+        "tombstoned": a.tombstone, "aborted_records": 2,
+        "aborted_visible_uncommitted": visible_uncommitted(a.bootstrap_servers, aborted[0]),
+    }))
     return 0
+
+
+def visible_uncommitted(bootstrap: str, written) -> bool:
+    """Whether a read_uncommitted reader sees the aborted event: the probe would catch a consumer
+    that is not read_committed."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"examples-inject-{uuid.uuid4()}",
+                  "isolation.level": "read_uncommitted", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(written.topic(), written.partition(), written.offset())])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                return m.key() == ABORTED_ID and dict(m.headers() or [])["event_id"] == ABORTED_ID
+        return False
+    finally:
+        c.close()
 
 
 if __name__ == "__main__":

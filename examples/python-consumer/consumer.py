@@ -111,7 +111,8 @@ class EventStats:
         except DecodeError as e:
             return record_error(self.counts, msg, str(e))
         if event["event_id"] != event_id:
-            return record_error(self.counts, msg, f"header event_id {event_id} differs from the value's {event['event_id']}")
+            why = f"header event_id {event_id} differs from the value's {event['event_id']}"
+            return record_error(self.counts, msg, why)
         self.seen.add(event_id)
         # Written with a newer schema whose event type we do not know, this reads as UNKNOWN.
         self.by_type[event["event_type"]] = self.by_type.get(event["event_type"], 0) + 1
@@ -140,7 +141,8 @@ class CustomerTable:
         except DecodeError as e:
             return record_error(self.counts, msg, str(e))
         if snapshot["external_user_id"] != key:
-            return record_error(self.counts, msg, f"key {key} holds the snapshot of {snapshot['external_user_id']}")
+            why = f"key {key} holds the snapshot of {snapshot['external_user_id']}"
+            return record_error(self.counts, msg, why)
         self.rows[key] = (snapshot["revision"], snapshot["fingerprint"])
         return None
 
@@ -227,7 +229,8 @@ def parse_args(argv):
     p.add_argument("--state-topic", default=env("TANMA_TOPICS__STATE", "tanma.customer.state"))
     p.add_argument("--schemas-dir", type=Path, default=Path(env("TANMA_SCHEMAS_DIR", DEFAULT_SCHEMAS)),
                    help="where the reader schemas (*.avsc) are")
-    p.add_argument("--consumer-config", help="extra client properties, key=value lines (security.protocol, sasl.*, ssl.*)")
+    p.add_argument("--consumer-config",
+                   help="extra client properties, key=value lines (security.protocol, sasl.*, ssl.*)")
     p.add_argument("--table-out", help='write the table, one "id<TAB>revision<TAB>fingerprint" line each')
     p.add_argument("--timeout-secs", type=float, default=120.0)
     args = p.parse_args(argv)
