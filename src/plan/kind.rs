@@ -43,3 +43,19 @@ pub struct PlannedWindow {
     /// The `now` of the batch that handed it out.
     pub planned_at: DateTime<Utc>,
 }
+
+/// What reading a window came to, as far as the planner cares: whether the read was complete
+/// (every row of the window seen; see `WindowRead::complete`) and what it cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadSummary {
+    /// `totalCount` the read ended with.
+    pub total_count: u64,
+    /// Every row of the window was seen.
+    pub complete: bool,
+    /// Page requests made.
+    pub requests: u32,
+    /// Of those, requests after the first pass (drift, unstable order).
+    pub reread_requests: u32,
+    /// What one clean pass costs: `ceil(total_count / page_size)`, at least 1.
+    pub min_requests: u32,
+}

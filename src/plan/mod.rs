@@ -9,5 +9,6 @@ pub mod window;
 pub use checkpoint::{
     Checkpoint, CheckpointError, InFlight, RescanCursor, RescanPass, Sweep, CHECKPOINT_VERSION,
 };
+pub use kind::ReadSummary;
 pub use planner::{PlanError, PlannedWindow, Planner, WindowKind};
 pub use window::Window;
