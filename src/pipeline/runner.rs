@@ -233,6 +233,8 @@ impl Connector {
         };
         let mut windows = Vec::with_capacity(done.len());
         for (pw, read) in done {
+            // Before the checkpoint: an incomplete read is queued for a retry in this transaction.
+            self.planner.record_read(&pw, read.summary())?;
             windows.push(pw);
             unit.add_window(read, &ctx)?;
         }
@@ -371,6 +373,7 @@ fn kind_label(k: &WindowKind) -> &'static str {
         WindowKind::Forward => "forward",
         WindowKind::Lookback => "lookback",
         WindowKind::Rescan { .. } => "rescan",
+        WindowKind::Retry { .. } => "retry",
     }
 }
 

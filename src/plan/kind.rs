@@ -18,6 +18,11 @@ pub enum WindowKind {
         /// Index of the tier in the configuration.
         tier: usize,
     },
+    /// Re-read of a window whose last read was incomplete (not every row seen).
+    Retry {
+        /// Incomplete reads of the window in a row before this one.
+        attempt: u32,
+    },
 }
 
 impl WindowKind {
@@ -27,6 +32,7 @@ impl WindowKind {
             WindowKind::Forward => "forward",
             WindowKind::Lookback => "lookback",
             WindowKind::Rescan { .. } => "rescan",
+            WindowKind::Retry { .. } => "retry",
         }
     }
 }

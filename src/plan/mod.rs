@@ -1,9 +1,11 @@
 //! Which windows to read next, and the checkpoint that records progress.
 pub mod checkpoint;
+mod dense;
 pub mod error;
 pub mod kind;
 pub mod planner;
 mod rescan;
+pub mod retry;
 pub mod window;
 
 pub use checkpoint::{
@@ -11,4 +13,5 @@ pub use checkpoint::{
 };
 pub use kind::ReadSummary;
 pub use planner::{PlanError, PlannedWindow, Planner, WindowKind};
+pub use retry::RetryWindow;
 pub use window::Window;
