@@ -262,7 +262,7 @@ fn window_read(f: &Fixture) -> WindowRead {
         rejected: Vec::new(),
         requests: 1,
         reread_requests: 0,
-        min_requests: 1,
+        pages: 1,
         drift_rereads: 0,
         complete: true,
     }

@@ -62,6 +62,6 @@ pub struct ReadSummary {
     pub requests: u32,
     /// Of those, requests after the first pass (drift, unstable order).
     pub reread_requests: u32,
-    /// What one clean pass costs: `ceil(total_count / page_size)`, at least 1.
-    pub min_requests: u32,
+    /// Pages the rows fill: `ceil(total_count / page_size)` (0 when empty).
+    pub pages: u32,
 }

@@ -484,7 +484,7 @@ impl Planner {
                     windows = cost.windows,
                     requests = cost.requests,
                     reread_requests = cost.reread_requests,
-                    min_requests = cost.min_requests,
+                    pages = cost.pages,
                     "Re-scan pass completed."
                 );
                 metrics::counter!("tanma_plan_rescan_passes_total", "tier" => i.to_string())

@@ -34,7 +34,7 @@ impl Planner {
                 cost.windows += 1;
                 cost.requests += u64::from(read.requests);
                 cost.reread_requests += u64::from(read.reread_requests);
-                cost.min_requests += u64::from(read.min_requests);
+                cost.pages += u64::from(read.pages);
             }
         }
         let queued = self.retries.iter().find(|r| r.window == w.window);

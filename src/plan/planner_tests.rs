@@ -440,7 +440,7 @@ pub(super) fn read_of(total: u64, complete: bool) -> ReadSummary {
         complete,
         requests: 1,
         reread_requests: 0,
-        min_requests: total.div_ceil(100).max(1) as u32,
+        pages: total.div_ceil(100) as u32,
     }
 }
 

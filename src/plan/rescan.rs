@@ -85,8 +85,9 @@ pub(crate) struct PassCost {
     pub requests: u64,
     /// Of those, requests after each window's first pass (drift, unstable order).
     pub reread_requests: u64,
-    /// What a clean pass over the same windows costs: `Σ max(1, ceil(totalCount / page_size))`.
-    pub min_requests: u64,
+    /// Pages the windows' rows fill: `Σ ceil(totalCount / page_size)` (an empty window adds 0,
+    /// though reading it costs a request).
+    pub pages: u64,
 }
 
 impl PassCost {
@@ -97,8 +98,7 @@ impl PassCost {
             .set(self.requests as f64);
         metrics::gauge!("tanma_rescan_pass_reread_requests", "tier" => t.clone())
             .set(self.reread_requests as f64);
-        metrics::gauge!("tanma_rescan_pass_min_requests", "tier" => t)
-            .set(self.min_requests as f64);
+        metrics::gauge!("tanma_rescan_pass_pages", "tier" => t).set(self.pages as f64);
     }
 }
 

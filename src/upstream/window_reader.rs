@@ -86,8 +86,9 @@ pub struct WindowRead {
     pub requests: u32,
     /// Of `requests`, those made after the first pass: what drift and unstable order cost.
     pub reread_requests: u32,
-    /// What one clean pass over the window costs: `ceil(total_count / page_size)`, at least 1.
-    pub min_requests: u32,
+    /// Pages the window's rows fill: `ceil(total_count / page_size)` (0 when empty). A clean
+    /// read costs this many requests (one when empty).
+    pub pages: u32,
     /// Times the window was read again because its pages drifted.
     pub drift_rereads: u32,
     /// True when every row of the window was seen: the distinct relations plus rejected rows
@@ -106,7 +107,7 @@ impl WindowRead {
             complete: self.complete,
             requests: self.requests,
             reread_requests: self.reread_requests,
-            min_requests: self.min_requests,
+            pages: self.pages,
         }
     }
 }
@@ -284,16 +285,16 @@ impl WindowReader {
                 rejected,
                 requests,
                 reread_requests: requests - first,
-                min_requests: self.min_requests(total_count),
+                pages: self.pages(total_count),
                 drift_rereads: passes - 1,
                 complete: which.is_some(),
             }));
         }
     }
 
-    /// `ceil(total / page_size)`, at least 1.
-    fn min_requests(&self, total: u64) -> u32 {
-        u32::try_from(total.div_ceil(u64::from(self.page_size)).max(1)).unwrap_or(u32::MAX)
+    /// `ceil(total / page_size)`.
+    fn pages(&self, total: u64) -> u32 {
+        u32::try_from(total.div_ceil(u64::from(self.page_size))).unwrap_or(u32::MAX)
     }
 
     /// Reads the halves `a` and `b` of `window` (disjoint, so every relation is in exactly one)
@@ -313,7 +314,7 @@ impl WindowReader {
             rejected: Vec::new(),
             requests,
             reread_requests,
-            min_requests: 0,
+            pages: 0,
             drift_rereads,
             complete: true,
         };
@@ -332,7 +333,7 @@ impl WindowReader {
             merged.drift_rereads = merged.drift_rereads.saturating_add(read.drift_rereads);
             merged.complete &= read.complete;
         }
-        merged.min_requests = self.min_requests(merged.total_count);
+        merged.pages = self.pages(merged.total_count);
         merged
             .relations
             .sort_by(|x, y| (&x.0, &x.1.qw_user_id).cmp(&(&y.0, &y.1.qw_user_id)));
