@@ -142,6 +142,7 @@ async fn bulk_seconds_in_unstable_order_reach_the_stream_in_the_backfill() {
     let text = metrics.render();
     assert_eq!(metric(&text, "tanma_window_incomplete_reads_total"), 0.0);
     let backfill_rereads = metric(&text, "tanma_window_reread_requests_total");
+    let backfill_splits = metric(&text, "tanma_windows_split_total");
     assert!(
         backfill_rereads > 0.0,
         "the unstable order forced no re-read"
@@ -167,6 +168,7 @@ async fn bulk_seconds_in_unstable_order_reach_the_stream_in_the_backfill() {
     assert_eq!(run.await.expect("join").expect("run"), Exit::Shutdown);
     let text = metrics.render();
     let gauge = |name: &str| metric(&text, &format!("{name}{{tier=\"0\"}}"));
+    let windows = gauge("tanma_rescan_pass_windows");
     let requests = gauge("tanma_rescan_pass_requests");
     let rereads = gauge("tanma_rescan_pass_reread_requests");
     let pages = gauge("tanma_rescan_pass_pages");
@@ -180,7 +182,7 @@ async fn bulk_seconds_in_unstable_order_reach_the_stream_in_the_backfill() {
     eprintln!(
         "FIGURES relations={} (bulk {}x{}), customers={}, page_size={page}, split_threshold=1000; \
          backfill: {backfill_requests} requests in {backfill_secs:.1} s, {backfill_rereads} of \
-         them re-reads, {} events ({updated} UPDATED adding relations of later windows); re-scan pass: {requests} requests = {} first-pass + {rereads} re-reads, \
+         them re-reads, {backfill_splits} windows split, {} events ({updated} UPDATED adding relations of later windows); re-scan pass: {windows} windows, {requests} requests = {} first-pass + {rereads} re-reads, \
          Σ ceil(rows/page) {pages}, first-pass/pages = {:.3}",
         stats.relations,
         BULK_SECONDS,

@@ -94,6 +94,7 @@ impl PassCost {
     /// Sets the `tanma_rescan_pass_*` gauges of `tier` to this (completed) pass.
     pub(crate) fn export(&self, tier: usize) {
         let t = tier.to_string();
+        metrics::gauge!("tanma_rescan_pass_windows", "tier" => t.clone()).set(self.windows as f64);
         metrics::gauge!("tanma_rescan_pass_requests", "tier" => t.clone())
             .set(self.requests as f64);
         metrics::gauge!("tanma_rescan_pass_reread_requests", "tier" => t.clone())

@@ -24,7 +24,7 @@ pub struct RetryWindow {
 }
 
 /// Most windows queued; an incomplete window beyond that waits for its next re-scan.
-pub(crate) const MAX_RETRIES: usize = 1024;
+pub(crate) const MAX_RETRIES: usize = 256;
 
 /// Longest wait before an incomplete window is read again.
 pub(crate) const MAX_RETRY_DELAY_SECS: i64 = 3600;
