@@ -261,8 +261,10 @@ fn window_read(f: &Fixture) -> WindowRead {
         relations: f.relations.clone(),
         rejected: Vec::new(),
         requests: 1,
+        reread_requests: 0,
+        pages: 1,
         drift_rereads: 0,
-        drifted: false,
+        complete: true,
     }
 }
 

@@ -124,8 +124,10 @@ impl MemorySource {
             relations,
             rejected: Vec::new(),
             requests: 1,
+            reread_requests: 0,
+            pages: 1,
             drift_rereads: 0,
-            drifted: false,
+            complete: true,
         }))
     }
 }

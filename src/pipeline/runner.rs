@@ -347,6 +347,12 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
         let Some(last) = done.last().map(|(pw, _)| *pw) else {
             return Ok(());
         };
+        // Before the checkpoint: an incomplete read is queued for a retry in this transaction.
+        for (pw, read) in &done {
+            self.planner
+                .record_read(pw, read.summary())
+                .map_err(BatchFailure::before_commit)?;
+        }
         let (mut unit, windows) = self
             .build_unit(done, topics)
             .map_err(BatchFailure::before_commit)?;
@@ -552,6 +558,7 @@ fn kind_label(k: &WindowKind) -> &'static str {
         WindowKind::Forward => "forward",
         WindowKind::Lookback => "lookback",
         WindowKind::Rescan { .. } => "rescan",
+        WindowKind::Retry { .. } => "retry",
     }
 }
 

@@ -6,6 +6,7 @@ pub mod client;
 pub mod outcome;
 pub mod parse;
 mod retry;
+mod seen;
 pub mod sign;
 pub mod timefmt;
 pub mod window_reader;
