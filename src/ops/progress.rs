@@ -35,6 +35,7 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 const BAR_TEMPLATE: &str =
     "{spinner} backfill [{elapsed_precise}] [{wide_bar}] {percent:>3}% ETA {eta} · {msg}";
 const BAR_DONE_TEMPLATE: &str = "✓ backfill done in {elapsed} · {msg}";
+const BAR_STOPPED_TEMPLATE: &str = "■ backfill stopped at {percent}% after {elapsed} · {msg}";
 /// `{since_commit}` is computed at each draw; the rest changes at each update.
 const LIVE_TEMPLATE: &str = "{prefix} · {since_commit} · {wide_msg}";
 
@@ -260,7 +261,8 @@ impl Progress {
             *active_bar() = None;
             match from {
                 Phase::Backfill => {
-                    bar.abandon_with_message(format!("{} customers, stopped", status.customers))
+                    set_template(&bar, BAR_STOPPED_TEMPLATE);
+                    bar.abandon_with_message(format!("{} customers", status.customers))
                 }
                 _ => {
                     bar.set_prefix("stopped");
@@ -291,9 +293,7 @@ impl Inner {
         if let Some(bar) = self.bar.take() {
             *active_bar() = None;
             if from == Phase::Backfill {
-                if let Ok(style) = ProgressStyle::with_template(BAR_DONE_TEMPLATE) {
-                    bar.set_style(style);
-                }
+                set_template(&bar, BAR_DONE_TEMPLATE);
                 bar.finish_with_message(format!("{} customers", status.customers));
             } else {
                 bar.finish_and_clear();
@@ -476,6 +476,13 @@ fn caught_up_line() -> ProgressBar {
     bar.set_prefix("caught up");
     bar.enable_steady_tick(Duration::from_secs(1));
     bar
+}
+
+/// Restyles a finished bar (the templates are constants; a rejected one keeps the old style).
+fn set_template(bar: &ProgressBar, template: &str) {
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
 }
 
 fn percent(done: u64, total: u64) -> f64 {

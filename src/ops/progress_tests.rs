@@ -140,3 +140,15 @@ fn the_status_line_reads_well() {
     assert_eq!(short(Duration::from_secs(187)), "3m07s");
     assert_eq!(short(Duration::from_secs(5 * 3600 + 125)), "5h02m");
 }
+
+#[test]
+fn every_template_parses() {
+    for t in [
+        BAR_TEMPLATE,
+        BAR_DONE_TEMPLATE,
+        BAR_STOPPED_TEMPLATE,
+        LIVE_TEMPLATE,
+    ] {
+        assert!(ProgressStyle::with_template(t).is_ok(), "{t}");
+    }
+}
