@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::encode::Codec;
 use crate::error::{Classify, ErrorClass};
-use crate::ops::{Health, Progress};
+use crate::ops::{progress, Health, Progress};
 use crate::plan::{Checkpoint, PlannedWindow, Planner, WindowKind};
 use crate::publish::{OutRecord, PublishError};
 use crate::state::StateStore;
@@ -385,6 +385,7 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
         metrics::counter!("tanma_events_total", "type" => "UPDATED").increment(st.updated);
         metrics::counter!("tanma_dead_letters_total").increment(st.dead_letters);
         metrics::gauge!("tanma_customers_tracked").set(self.store.customers() as f64);
+        progress::record_commit(st.created + st.updated);
         debug!(
             windows = windows.len(),
             relations = st.relations,
@@ -465,14 +466,13 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
             metrics::gauge!("tanma_rescan_progress_ratio", "tier" => tier.to_string()).set(ratio);
         }
         let (done, total) = self.planner.backfill_progress(now);
-        progress.set(
-            done.max(0) as u64,
-            total.max(0) as u64,
-            self.store.customers() as u64,
-        );
-        if self.planner.caught_up(now) {
-            progress.finish();
-        }
+        progress.update(&progress::Status {
+            done_secs: done.max(0) as u64,
+            total_secs: total.max(0) as u64,
+            caught_up: self.planner.caught_up(now),
+            customers: self.store.customers() as u64,
+            watermark_lag: Duration::from_secs_f64(lag),
+        });
     }
 }
 
