@@ -175,28 +175,18 @@ start_kafka() {
   log "ACLs of the SASL users created in $(( $(now_ms) - t0 )) ms"
 }
 
-# acl PRINCIPALS OPERATIONS RESOURCES...: kafka-acls --add of a PREFIXED allow rule (space-separated
-# users and operations). One JVM per call, so rules are grouped to keep the calls few.
-acl() {
-  local args=() x
-  for x in $1; do args+=(--allow-principal "User:$x"); done
-  for x in $2; do args+=(--operation "$x"); done
-  shift 2
-  "$JAVA" -Xms32m -Xmx256m -XX:TieredStopAtLevel=1 -cp "$KAFKA_LIBS/*" \
-    "-Dlog4j2.configurationFile=$here/log4j2.properties" org.apache.kafka.tools.AclCommand \
-    --bootstrap-server "127.0.0.1:$KAFKA_PORT" --add --resource-pattern-type prefixed "${args[@]}" "$@" \
-    >>"$STATE/kafka/acls.log" 2>&1 || { tail -n 20 "$STATE/kafka/acls.log" >&2; die "creating ACLs failed (log: $STATE/kafka/acls.log)"; }
-}
-
 # The connector's ACLs (docs/OPERATIONS.md) for `connector`; `nowrite` lacks Write on topics,
-# `notxn` every right on transactional ids. (Write and Read imply Describe.)
+# `notxn` every right on transactional ids. Write and Read imply Describe. PREFIXED allow rules
+# (USERS:OPERATIONS:RESOURCE:PREFIX), created over the plaintext listener (a super user).
 create_acls() {
-  local p="$SASL_PREFIX"
-  local topics=(--topic "$p.events." --topic "$p.state." --topic "$p.checkpoint." --topic "$p.dlq.")
-  acl "connector nowrite notxn" "Create" "${topics[@]}"
-  acl "connector notxn" "Write" "${topics[@]}"
-  acl "connector nowrite notxn" "Read DescribeConfigs" --topic "$p.state." --topic "$p.checkpoint."
-  acl "connector nowrite" "Write" --transactional-id "$p.txn."
+  local p="$SASL_PREFIX" all="connector,nowrite,notxn" r rules=()
+  for r in events state checkpoint dlq; do
+    rules+=("$all:Create:topic:$p.$r." "connector,notxn:Write:topic:$p.$r.")
+  done
+  for r in state checkpoint; do rules+=("$all:Read,DescribeConfigs:topic:$p.$r."); done
+  rules+=("connector,nowrite:Write:transactional-id:$p.txn.")
+  python3 "$here/kafka_acls.py" "127.0.0.1:$KAFKA_PORT" "${rules[@]}" >"$STATE/kafka/acls.log" 2>&1 \
+    || { cat "$STATE/kafka/acls.log" >&2; die "creating the ACLs of the SASL users failed"; }
 }
 
 # launch_kafka T0 NOTE: run the broker on the formatted log dir in $STATE/kafka, wait until it answers.
