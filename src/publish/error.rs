@@ -268,6 +268,13 @@ pub(crate) fn is_authorization_code(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// Whether a consumer's `error` is the group coordinator refusing the principal: irrelevant to
+/// the connector's readers, which are assigned their partitions and never join or commit (so
+/// they need no ACL on any group), yet librdkafka looks up the coordinator of their `group.id`.
+pub fn is_group_authorization(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed)
+}
+
 /// Error codes that say the broker refused the client's credentials.
 pub(crate) fn is_authentication_code(code: RDKafkaErrorCode) -> bool {
     matches!(
