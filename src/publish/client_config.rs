@@ -4,7 +4,7 @@
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 use secrecy::ExposeSecret;
 
@@ -151,8 +151,20 @@ impl ClientContext for TracingContext {
         }
     }
 
+    /// Conditions the connector's readers handle themselves (the end of a partition; the
+    /// coordinator lookup of the group of an assigned reader, which needs no rights on it) at
+    /// debug, the rest at warn.
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", error = %error, "librdkafka client error: {reason}");
+        let expected = matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(
+                error.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::PartitionEOF | RDKafkaErrorCode::GroupAuthorizationFailed)
+            );
+        if expected {
+            tracing::debug!(target: "librdkafka", error = %error, "librdkafka client error: {reason}");
+        } else {
+            tracing::warn!(target: "librdkafka", error = %error, "librdkafka client error: {reason}");
+        }
     }
 }
 

@@ -40,6 +40,6 @@ pub mod topics;
 
 pub use checkpoint_store::read_latest;
 pub use client_config::client_config;
-pub use error::PublishError;
+pub use error::{is_group_authorization, PublishError};
 pub use producer::{CommitStats, OutRecord, TransactionalProducer};
 pub use topics::{ensure_topics, partition_count, TopicError};

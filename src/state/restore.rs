@@ -11,6 +11,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::error::StateError;
 use super::store::{decode_fingerprint, StateStore, HEADER_FINGERPRINT, HEADER_RELATIONS};
+use crate::publish::client_config::TracingContext;
 
 /// Librdkafka fetch settings: large fetches, a bounded pre-fetch queue (memory target: fetch
 /// buffers stay alive while any of their messages is queued, so queue + one response bound the
@@ -172,10 +173,10 @@ fn run(
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
     // The end offsets come from a read_uncommitted client: with read_committed, ListOffsets
     // answers the last stable offset, which an open transaction holds back.
-    let probe: BaseConsumer = config
+    let probe: BaseConsumer<TracingContext> = config
         .clone()
         .set("isolation.level", "read_uncommitted")
-        .create()
+        .create_with_context(TracingContext)
         .map_err(kafka("create watermark consumer"))?;
     let mut pending = end_offsets(&probe, topic, timeout)?;
     drop(probe);
@@ -187,9 +188,9 @@ fn run(
     if pending.is_empty() {
         return Ok((0, 0, 0));
     }
-    let consumer: BaseConsumer = config
+    let consumer: BaseConsumer<TracingContext> = config
         .set("isolation.level", "read_committed")
-        .create()
+        .create_with_context(TracingContext)
         .map_err(kafka("create consumer"))?;
     let mut assignment = TopicPartitionList::new();
     for p in &pending {
@@ -258,6 +259,8 @@ fn run(
                     });
                 }
             }
+            // Assigned, never joined: no rights on the group are needed (see the function).
+            Some(Err(e)) if crate::publish::is_group_authorization(&e) => {}
             Some(Err(e)) => {
                 if e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) {
                     return Err(StateError::TopicMissing {
@@ -288,7 +291,7 @@ fn run(
 /// Partitions of `topic` and their high watermarks. Partitions whose low watermark equals
 /// the high one (empty, or fully deleted) get `end = 0`.
 fn end_offsets(
-    probe: &BaseConsumer,
+    probe: &BaseConsumer<TracingContext>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<Pending>, StateError> {
@@ -339,7 +342,7 @@ fn end_offsets(
 
 /// Marks partitions whose consumer position reached their end; returns how many.
 fn settle_by_position(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<TracingContext>,
     topic: &str,
     pending: &mut [Pending],
 ) -> Result<usize, StateError> {
@@ -367,7 +370,7 @@ fn settle_by_position(
 }
 
 /// Stops fetching a partition that reached its end (records past it are not needed).
-fn pause(consumer: &BaseConsumer, topic: &str, partition: i32) {
+fn pause(consumer: &BaseConsumer<TracingContext>, topic: &str, partition: i32) {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
     if let Err(e) = consumer.pause(&tpl) {
