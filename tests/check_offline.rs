@@ -2,10 +2,15 @@
 //! configurations without contacting anything, so an unknown property or a codec librdkafka was
 //! built without is reported there (exit 2, naming the property), and every compression codec
 //! users configure (gzip, snappy, lz4, zstd) is accepted. Nothing listens on the bootstrap
-//! address used here: a connection attempt could not succeed, and none is needed.
+//! address used there: a connection attempt could not succeed, and none is needed.
+//! Then each codec through the connector's transactional producer and the real broker.
+
+mod support;
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use tanma_connector::publish::{ensure_topics, OutRecord, TransactionalProducer};
 
 const APP_KEY: &str = "offline-check-app-key";
 
@@ -93,4 +98,52 @@ fn producer_only_properties_do_not_fail_the_consumer() {
     // The same kafka.properties reach consumers; a producer property is ignored there.
     let (code, text) = check_offline(&[("linger.ms", "50"), ("batch.size", "1000000")]);
     assert_eq!(code, Some(0), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_codec_compresses_through_the_transactional_producer_and_the_broker() {
+    let infra = support::infra().await;
+    let topics = support::topics_config("codecs", 1);
+    for codec in ["zstd", "lz4", "snappy", "gzip"] {
+        let mut cfg = support::kafka_config(infra, &support::unique(&format!("codec-{codec}")));
+        cfg.properties
+            .insert("compression.type".into(), codec.to_string());
+        ensure_topics(&cfg, &topics).await.expect("ensure topics");
+        let producer = TransactionalProducer::new(&cfg)
+            .await
+            .unwrap_or_else(|e| panic!("producer with compression.type={codec}: {e}"));
+        // Repetitive values, so that a batch is actually compressed.
+        let records: Vec<OutRecord> = (0..20)
+            .map(|i| OutRecord {
+                topic: topics.events.clone(),
+                key: format!("{codec}-{i}").into_bytes(),
+                value: Some(format!("{codec} {}", "payload ".repeat(50)).into_bytes()),
+                headers: vec![],
+            })
+            .collect();
+        producer
+            .commit(records)
+            .await
+            .unwrap_or_else(|e| panic!("commit with compression.type={codec}: {e}"));
+        producer.close().await;
+    }
+    let read = support::read_all(
+        &infra.bootstrap,
+        &topics.events,
+        "read_committed",
+        Duration::from_secs(30),
+    )
+    .await;
+    for codec in ["zstd", "lz4", "snappy", "gzip"] {
+        let prefix = format!("{codec} payload");
+        let n = read
+            .iter()
+            .filter(|r| {
+                r.value
+                    .as_deref()
+                    .is_some_and(|v| v.starts_with(prefix.as_bytes()))
+            })
+            .count();
+        assert_eq!(n, 20, "{codec}: {n} of 20 records read back");
+    }
 }
