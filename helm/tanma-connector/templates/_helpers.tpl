@@ -144,6 +144,7 @@ the connector picks the JSON parser from the file's extension.
 {{- $ops := default dict .Values.config.ops }}
 {{- $shutdown := 30 }}
 {{- if hasKey $ops "shutdown_grace_secs" }}{{ $shutdown = int $ops.shutdown_grace_secs }}{{ end }}
+{{- range .Values.extraEnv }}{{ if and (eq .name "TANMA_OPS__SHUTDOWN_GRACE_SECS") .value }}{{ $shutdown = int .value }}{{ end }}{{ end }}
 {{- $margin := int (include "tanma-connector.graceMargin" .) }}
 {{- if lt $grace (add $shutdown $margin) }}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be at least config.ops.shutdown_grace_secs (%d) + %d: Kubernetes would SIGKILL the connector while it finishes or aborts its open transaction" $grace $shutdown $margin) }}
