@@ -126,17 +126,6 @@ async fn bad_rows_go_to_the_dead_letter_topic_and_the_connector_goes_on() {
         "watermark {} <= {last_bad}",
         cp.watermark
     );
-
-    // A restart and a full re-scan re-read every bad row: none is dead-lettered again (the
-    // connector remembers their content from the dead-letter topic).
-    let mut env = env;
-    env.cfg.windows.rescan[0].every_secs += 1;
-    assert_eq!(env.run_until_caught_up().await, Exit::CaughtUp);
-    assert_eq!(
-        dead_letters(&env).await.len(),
-        bad.len(),
-        "a re-scan after a restart dead-lettered rows again"
-    );
 }
 
 /// With `on_bad_record = "stop"`: the connector stops with an error naming the policy, writes

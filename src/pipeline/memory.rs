@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use rdkafka::error::RDKafkaErrorCode;
 
 use super::ports::{TransactionalLog, WindowSource};
-use super::unit::{DeadLetters, DEAD_LETTER_FP_HEADER};
 use crate::config::Config;
 use crate::customer::Relation;
 use crate::plan::Window;
@@ -147,7 +146,6 @@ pub struct MemoryLog {
     transactional_id: String,
     checkpoint_topic: String,
     state_topic: String,
-    dead_letter_topic: String,
 }
 
 #[derive(Debug, Default)]
@@ -168,7 +166,6 @@ impl MemoryLog {
             transactional_id: cfg.kafka.transactional_id.clone(),
             checkpoint_topic: cfg.topics.checkpoint.clone(),
             state_topic: cfg.topics.state.clone(),
-            dead_letter_topic: cfg.topics.dead_letter.clone(),
         }
     }
 
@@ -292,16 +289,5 @@ impl TransactionalLog for MemoryLog {
         stats.customers = store.customers();
         stats.elapsed = started.elapsed();
         Ok(stats)
-    }
-
-    async fn read_dead_letters(&self) -> Result<DeadLetters, PublishError> {
-        let fps = self
-            .records(&self.dead_letter_topic)
-            .iter()
-            .filter_map(|r| r.headers.iter().find(|(k, _)| k == DEAD_LETTER_FP_HEADER))
-            .filter_map(|(_, v)| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map(u64::from_be_bytes)
-            .collect();
-        Ok(fps)
     }
 }

@@ -33,8 +33,6 @@ use crate::state::{restore, RestoreStats, StateError, StateStore};
 use crate::upstream::window_reader::{WindowOutcome, WindowReader};
 use crate::upstream::ApiError;
 
-use super::unit::{DeadLetters, DEAD_LETTER_FP_HEADER};
-
 /// Where windows come from: reads every row of one add-time window.
 pub trait WindowSource: Clone + Send + Sync + 'static {
     /// Reads `window` whole, or reports that it holds more than `split_threshold` rows.
@@ -82,10 +80,6 @@ pub trait TransactionalLog: Send + Sync + 'static {
         &self,
         store: &mut StateStore,
     ) -> impl Future<Output = Result<RestoreStats, StateError>> + Send;
-
-    /// The content fingerprints of the committed dead letters (their
-    /// [`DEAD_LETTER_FP_HEADER`] headers).
-    fn read_dead_letters(&self) -> impl Future<Output = Result<DeadLetters, PublishError>> + Send;
 }
 
 /// The Kafka implementation: the transactional producer, the checkpoint topic and the state
@@ -163,11 +157,5 @@ impl TransactionalLog for KafkaLog {
             |done, total| tracing::debug!(done, total, "Restoring state."),
         )
         .await
-    }
-
-    async fn read_dead_letters(&self) -> Result<DeadLetters, PublishError> {
-        // Filled in by the shared read-to-the-end reader.
-        let _ = DEAD_LETTER_FP_HEADER;
-        Ok(DeadLetters::default())
     }
 }

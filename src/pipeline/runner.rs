@@ -67,8 +67,9 @@ pub struct Connector<S: WindowSource = WindowReader, L: TransactionalLog = Kafka
     pub health: Health,
     /// Faults to inject (tests and drills); `None` in production.
     pub faults: Option<FaultPlan>,
-    /// Contents already dead-lettered (committed), so a bad row is sent once, not at every
-    /// re-read of its window.
+    /// Contents dead-lettered (committed) by this process, so a bad row is sent once, not at
+    /// every re-read of its window. Kept across recoveries (what it holds is committed); a
+    /// restart starts empty, so a row still bad is dead-lettered once more after a restart.
     pub dead_letters: DeadLetters,
 }
 

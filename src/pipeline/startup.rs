@@ -119,7 +119,6 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
             secs = stats.elapsed.as_secs_f64(),
             "State restored."
         );
-        self.dead_letters = self.log.read_dead_letters().await?;
         self.planner = planner;
         self.health.set_ready(true, "running");
         Ok(())
