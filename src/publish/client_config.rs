@@ -122,24 +122,44 @@ pub fn describe_creation_error(error: &KafkaError) -> String {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingContext;
 
+/// librdkafka warnings about conditions that are expected while a broker or a coordinator
+/// starts up and that librdkafka retries by itself: logged at INFO, not WARN.
+const TRANSIENT_WARNINGS: [&str; 3] = [
+    "Coordinator load in progress",
+    "COORDINATOR_LOAD_IN_PROGRESS",
+    "NOT_COORDINATOR",
+];
+
+/// The `tracing` level a librdkafka log line is written at: librdkafka's own level, except
+/// that transient start-up conditions ([`TRANSIENT_WARNINGS`]) are INFO.
+pub fn log_level(level: RDKafkaLogLevel, message: &str) -> tracing::Level {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::Level::ERROR,
+        RDKafkaLogLevel::Warning if TRANSIENT_WARNINGS.iter().any(|t| message.contains(t)) => {
+            tracing::Level::INFO
+        }
+        RDKafkaLogLevel::Warning => tracing::Level::WARN,
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::Level::INFO,
+        RDKafkaLogLevel::Debug => tracing::Level::DEBUG,
+    }
+}
+
 impl ClientContext for TracingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
+        match log_level(level, log_message) {
+            tracing::Level::ERROR => {
                 tracing::error!(target: "librdkafka", facility = fac, "{log_message}")
             }
-            RDKafkaLogLevel::Warning => {
+            tracing::Level::WARN => {
                 tracing::warn!(target: "librdkafka", facility = fac, "{log_message}")
             }
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::Level::INFO => {
                 tracing::info!(target: "librdkafka", facility = fac, "{log_message}")
             }
-            RDKafkaLogLevel::Debug => {
-                tracing::debug!(target: "librdkafka", facility = fac, "{log_message}")
-            }
+            _ => tracing::debug!(target: "librdkafka", facility = fac, "{log_message}"),
         }
     }
 
@@ -169,6 +189,21 @@ impl ClientContext for TracingContext {
 }
 
 impl ConsumerContext for TracingContext {}
+
+#[cfg(test)]
+mod log_level_tests {
+    use super::*;
+
+    #[test]
+    fn transient_coordinator_warnings_are_info_others_keep_their_level() {
+        let coord = "FindCoordinator response error: Coordinator load in progress";
+        assert_eq!(log_level(RDKafkaLogLevel::Warning, coord), tracing::Level::INFO);
+        let down = "127.0.0.1:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused";
+        assert_eq!(log_level(RDKafkaLogLevel::Warning, down), tracing::Level::WARN);
+        assert_eq!(log_level(RDKafkaLogLevel::Error, coord), tracing::Level::ERROR);
+        assert_eq!(log_level(RDKafkaLogLevel::Debug, "x"), tracing::Level::DEBUG);
+    }
+}
 
 #[cfg(test)]
 mod tests {
