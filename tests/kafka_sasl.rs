@@ -143,12 +143,20 @@ async fn run_err(env: &TestEnv) -> PipelineError {
     err
 }
 
-/// Asserts the connector's error is fatal (exit code 4) and names `what`.
-fn assert_fatal_naming(err: &PipelineError, what: &str) {
+/// Asserts the connector's error is fatal (exit code 4), names one of `names` and points to the
+/// ACL list.
+fn assert_fatal_naming(err: &PipelineError, names: &[&str]) {
     assert_eq!(err.class(), ErrorClass::Fatal, "{err}");
     assert_eq!(exit_code_for(err), KAFKA_FATAL, "{err}");
     let msg = err.to_string();
-    assert!(msg.contains(what), "the error names {what:?}: {msg}");
+    assert!(
+        names.iter().any(|n| msg.contains(n)),
+        "the error names one of {names:?}: {msg}"
+    );
+    assert!(
+        msg.contains("ACL"),
+        "the error says an ACL is missing: {msg}"
+    );
 }
 
 /// The committed events, read over the plaintext listener, audited against the simulator.
@@ -241,12 +249,45 @@ async fn a_wrong_password_fails_closed_with_exit_code_4() {
 async fn no_write_on_the_events_topic_is_fatal_and_names_it() {
     let env = sasl_env(44, "SCRAM-SHA-512", "nowrite", None).await;
     let err = run_err(&env).await;
-    assert_fatal_naming(&err, &env.cfg.topics.events);
+    assert_fatal_naming(&err, &[&env.cfg.topics.events]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_transactional_id_rights_is_fatal_and_names_the_id() {
     let env = sasl_env(45, "PLAIN", "notxn", None).await;
     let err = run_err(&env).await;
-    assert_fatal_naming(&err, &env.cfg.kafka.transactional_id);
+    assert_fatal_naming(&err, &[&env.cfg.kafka.transactional_id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_create_rights_is_fatal_and_names_a_topic() {
+    let env = sasl_env(46, "SCRAM-SHA-512", "nocreate", None).await;
+    let err = run_err(&env).await;
+    let t = &env.cfg.topics;
+    assert_fatal_naming(&err, &[&t.events, &t.state, &t.checkpoint, &t.dead_letter]);
+}
+
+/// Without DescribeConfigs the broker describes the new compacted topics with no entries at all
+/// (rdkafka drops the per-topic error): that must not read as `cleanup.policy=delete`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_describe_configs_rights_is_fatal_and_names_the_topic() {
+    let mut env = sasl_env(47, "PLAIN", "nodescribe", None).await;
+    // A topic just created is re-described until this timeout before the error is final.
+    env.cfg.kafka.operation_timeout_ms = 5_000;
+    let err = run_err(&env).await;
+    let t = &env.cfg.topics;
+    assert_fatal_naming(&err, &[&t.state, &t.checkpoint]);
+    assert!(err.to_string().contains("DescribeConfigs"), "{err}");
+}
+
+/// Read is needed only once there is something to read: the first start finds the checkpoint
+/// and state topics empty; the restart must read them and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_read_rights_is_fatal_at_the_restart_and_names_the_topic() {
+    let env = sasl_env(48, "SCRAM-SHA-512", "noread", None).await;
+    run(env.cfg.clone())
+        .await
+        .expect("the first start reads nothing");
+    let err = run_err(&env).await;
+    assert_fatal_naming(&err, &[&env.cfg.topics.checkpoint]);
 }

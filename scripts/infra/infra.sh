@@ -125,11 +125,10 @@ make_certs() {
 }
 
 # Users of the SASL_SSL listener, each with SCRAM-SHA-512 and PLAIN credentials (same password):
-#   admin      super user
-#   connector  exactly the ACLs the connector needs (docs/OPERATIONS.md), on the prefixes below
-#   nowrite    the connector's ACLs without Write on any topic
-#   notxn      the connector's ACLs without any right on transactional ids
-SASL_USERS=(admin connector nowrite notxn)
+# admin, a super user; connector, with exactly the ACLs the connector needs (docs/OPERATIONS.md)
+# on the prefixes below; and one user per right the connector needs, lacking just that right.
+SASL_LACKING=(nowrite:Write notxn:TransactionalId nocreate:Create nodescribe:DescribeConfigs noread:Read)
+SASL_USERS=(admin connector "${SASL_LACKING[@]%%:*}")
 # The ACLs hold for names starting with these prefixes (PREFIXED patterns), one per topic role,
 # so that tests with unique names get exactly the rights of each role.
 SASL_PREFIX=tanma-sasl
@@ -175,16 +174,28 @@ start_kafka() {
   log "ACLs of the SASL users created in $(( $(now_ms) - t0 )) ms"
 }
 
-# The connector's ACLs (docs/OPERATIONS.md) for `connector`; `nowrite` lacks Write on topics,
-# `notxn` every right on transactional ids. Write and Read imply Describe. PREFIXED allow rules
-# (USERS:OPERATIONS:RESOURCE:PREFIX), created over the plaintext listener (a super user).
-create_acls() {
-  local p="$SASL_PREFIX" all="connector,nowrite,notxn" r rules=()
+# connector_acls USER [LACKS]: the connector's ACLs (docs/OPERATIONS.md) for USER, except LACKS
+# (Create, Write, Read, DescribeConfigs or TransactionalId), as kafka_acls.py rules. Write and
+# Read imply Describe.
+connector_acls() {
+  local u="$1" lacks="${2:-}" p="$SASL_PREFIX" r
   for r in events state checkpoint dlq; do
-    rules+=("$all:Create:topic:$p.$r." "connector,notxn:Write:topic:$p.$r.")
+    [ "$lacks" = Create ] || echo "$u:Create:topic:$p.$r."
+    [ "$lacks" = Write ] || echo "$u:Write:topic:$p.$r."
   done
-  for r in state checkpoint; do rules+=("$all:Read,DescribeConfigs:topic:$p.$r."); done
-  rules+=("connector,nowrite:Write:transactional-id:$p.txn.")
+  for r in state checkpoint; do
+    [ "$lacks" = Read ] || echo "$u:Read:topic:$p.$r."
+    [ "$lacks" = DescribeConfigs ] || echo "$u:DescribeConfigs:topic:$p.$r."
+  done
+  [ "$lacks" = TransactionalId ] || echo "$u:Write:transactional-id:$p.txn."
+}
+
+# create_acls: every SASL user's ACLs (PREFIXED allow rules) in one request over the plaintext
+# listener, whose User:ANONYMOUS is a super user.
+create_acls() {
+  local u rules
+  mapfile -t rules < <(connector_acls connector
+    for u in "${SASL_LACKING[@]}"; do connector_acls "${u%%:*}" "${u#*:}"; done)
   python3 "$here/kafka_acls.py" "127.0.0.1:$KAFKA_PORT" "${rules[@]}" >"$STATE/kafka/acls.log" 2>&1 \
     || { cat "$STATE/kafka/acls.log" >&2; die "creating the ACLs of the SASL users failed"; }
 }

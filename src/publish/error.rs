@@ -137,7 +137,10 @@ pub enum PublishError {
         waited: Duration,
     },
     /// Reading the checkpoint topic failed.
-    #[error("reading checkpoint topic {topic:?} failed during {op}: {cause}")]
+    #[error(
+        "reading checkpoint topic {topic:?} failed during {op}: {cause}{}",
+        cause.rdkafka_error_code().map_or("", acl_hint)
+    )]
     CheckpointRead {
         /// The checkpoint topic.
         topic: String,

@@ -84,6 +84,16 @@ pub enum TopicError {
         /// The broker's error code.
         code: RDKafkaErrorCode,
     },
+    /// The broker described no configuration at all for a topic: it does not exist (yet) or the
+    /// principal may not describe its configuration.
+    #[error(
+        "the broker returned no configuration for Kafka topic {topic:?}: the topic is gone or the \
+         connector's principal lacks DescribeConfigs on it (docs/OPERATIONS.md lists the ACLs it needs)"
+    )]
+    NoConfig {
+        /// The topic.
+        topic: String,
+    },
     /// A topic has the wrong `cleanup.policy`.
     #[error(
         "Kafka topic {topic:?} ({role}) has cleanup.policy={found:?} but needs cleanup.policy={needed}; \
@@ -131,9 +141,9 @@ impl TopicError {
                 ..
             }
             | TopicError::Partitions { found: 0, .. } => true,
-            TopicError::CleanupPolicy { topic, .. } | TopicError::Partitions { topic, .. } => {
-                created.contains(topic)
-            }
+            TopicError::CleanupPolicy { topic, .. }
+            | TopicError::Partitions { topic, .. }
+            | TopicError::NoConfig { topic } => created.contains(topic),
             _ => false,
         }
     }
@@ -163,6 +173,7 @@ impl Classify for TopicError {
             TopicError::Client { .. }
             | TopicError::Authentication { .. }
             | TopicError::Missing { .. }
+            | TopicError::NoConfig { .. }
             | TopicError::CleanupPolicy { .. }
             | TopicError::Partitions { .. }
             | TopicError::Runtime { .. } => ErrorClass::Fatal,
@@ -400,6 +411,13 @@ impl Admin {
                 topic: spec.name.to_string(),
                 code,
             })?;
+            // rdkafka drops the per-resource error (unknown topic, authorization): an answer
+            // without a single entry is the sign of one.
+            if resource.entries.is_empty() {
+                return Err(TopicError::NoConfig {
+                    topic: spec.name.to_string(),
+                });
+            }
             let found = resource
                 .get("cleanup.policy")
                 .and_then(|e| e.value.clone())
