@@ -197,11 +197,23 @@ mod log_level_tests {
     #[test]
     fn transient_coordinator_warnings_are_info_others_keep_their_level() {
         let coord = "FindCoordinator response error: Coordinator load in progress";
-        assert_eq!(log_level(RDKafkaLogLevel::Warning, coord), tracing::Level::INFO);
+        assert_eq!(
+            log_level(RDKafkaLogLevel::Warning, coord),
+            tracing::Level::INFO
+        );
         let down = "127.0.0.1:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused";
-        assert_eq!(log_level(RDKafkaLogLevel::Warning, down), tracing::Level::WARN);
-        assert_eq!(log_level(RDKafkaLogLevel::Error, coord), tracing::Level::ERROR);
-        assert_eq!(log_level(RDKafkaLogLevel::Debug, "x"), tracing::Level::DEBUG);
+        assert_eq!(
+            log_level(RDKafkaLogLevel::Warning, down),
+            tracing::Level::WARN
+        );
+        assert_eq!(
+            log_level(RDKafkaLogLevel::Error, coord),
+            tracing::Level::ERROR
+        );
+        assert_eq!(
+            log_level(RDKafkaLogLevel::Debug, "x"),
+            tracing::Level::DEBUG
+        );
     }
 }
 
