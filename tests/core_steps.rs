@@ -19,6 +19,18 @@ use tokio_util::sync::CancellationToken;
 
 const ACTIONS: [Action; 3] = [Action::Fail, Action::Crash, Action::Shutdown];
 
+/// The committed records of `topic`, as the checker takes them.
+fn records(log: &MemoryLog, topic: &str) -> Vec<Rec> {
+    log.records(topic)
+        .into_iter()
+        .map(|r| Rec {
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+        })
+        .collect()
+}
+
 async fn each_action(step: Step) {
     for action in ACTIONS {
         let mut world = World::new(Config::default());
@@ -31,16 +43,7 @@ async fn each_action(step: Step) {
             move || handles.reopen(),
             move |topic| {
                 let log = reader.clone();
-                async move {
-                    log.records(&topic)
-                        .into_iter()
-                        .map(|r| Rec {
-                            key: r.key,
-                            value: r.value,
-                            headers: r.headers,
-                        })
-                        .collect()
-                }
+                async move { records(&log, &topic) }
             },
         )
         .await;
@@ -168,19 +171,9 @@ async fn health_fails_while_commits_keep_failing() {
         "/health still failing after commits succeeded"
     );
     assert!(plan.exhausted());
-    let records = |topic: &str| -> Vec<Rec> {
-        log.records(topic)
-            .into_iter()
-            .map(|r| Rec {
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-            })
-            .collect()
-    };
     core_support::check(
         &world,
-        &records(&world.cfg.topics.events),
-        &records(&world.cfg.topics.state),
+        &records(&log, &world.cfg.topics.events),
+        &records(&log, &world.cfg.topics.state),
     );
 }
