@@ -1,8 +1,8 @@
 //! SASL over TLS with ACLs, as on managed and operator-run Kafka (MSK, Confluent Cloud,
 //! Strimzi): the connector works end to end with SCRAM-SHA-512 and with PLAIN under exactly the
-//! ACLs docs/OPERATIONS.md lists; a wrong password, a principal without Write on the topics and
-//! one without rights on its transactional id each stop it with a clear fatal error (exit code 4)
-//! that names what is missing and shows no secret.
+//! ACLs docs/OPERATIONS.md lists; a wrong password, and a principal lacking any one of those ACLs
+//! (Write, Create, DescribeConfigs, Read on the topics; Write on the transactional id), each stop
+//! it with a clear fatal error (exit code 4) that names what is missing and shows no secret.
 //!
 //! Needs the SASL_SSL listener and the users that `scripts/infra/infra.sh` creates
 //! (`KAFKA_SASL_*`, set by `source .infra/env`). Their ACLs hold for names under the prefixes

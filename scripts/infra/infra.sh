@@ -61,7 +61,7 @@ choose_ports() {
 
 # load_ports: the ports of the last `start` in this $STATE.
 load_ports() {
-  [ -f "$STATE/ports" ] || die "no $STATE/ports: run '$0 start' first"
+  [ -f "$STATE/ports" ] || die "no $STATE/ports: run '$0 start' first (if an older infra.sh started it: '$0 stop', then start)"
   # shellcheck disable=SC1091
   source "$STATE/ports"
 }

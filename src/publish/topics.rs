@@ -264,12 +264,14 @@ const LOGIN_PROBE_WAIT: Duration = Duration::from_secs(10);
 struct Admin {
     client: Arc<AdminClient<TracingContext>>,
     timeout: Duration,
-    /// The client configuration and SASL login, for [`refused_login`] (`None` without SASL).
-    login: Option<Arc<(ClientConfig, Login)>>,
+    /// The SASL login, for [`refused_login`] (`None` without SASL).
+    login: Option<Arc<Login>>,
 }
 
-/// Who logs in with SASL, for messages (never the password).
+/// A SASL login: the client configuration (which holds the password) and, for messages, who
+/// logs in where.
 struct Login {
+    config: ClientConfig,
     bootstrap: String,
     user: String,
     mechanism: String,
@@ -284,17 +286,17 @@ impl Admin {
                 .map_err(|e| TopicError::Client {
                     cause: describe_creation_error(&e),
                 })?;
-        let login = cfg
+        let sasl = cfg
             .security_protocol
             .to_ascii_lowercase()
             .starts_with("sasl");
-        let login = login.then(|| {
-            let login = Login {
+        let login = sasl.then(|| {
+            Arc::new(Login {
+                config: config.clone(),
                 bootstrap: cfg.bootstrap_servers.clone(),
                 user: cfg.sasl_username.clone().unwrap_or_default(),
                 mechanism: cfg.sasl_mechanism.clone().unwrap_or_default(),
-            };
-            Arc::new((config, login))
+            })
         });
         Ok(Self {
             client: Arc::new(client),
@@ -455,9 +457,9 @@ impl Admin {
 /// So after such a failure a consumer (whose queue is served here) connects with the same
 /// configuration; the authentication error it reports within `wait` is returned, `None` if it
 /// gets metadata or sees no such error.
-fn refused_login(login: &(ClientConfig, Login), wait: Duration) -> Option<TopicError> {
-    let (config, login) = login;
-    let probe: BaseConsumer<TracingContext> = config.create_with_context(TracingContext).ok()?;
+fn refused_login(login: &Login, wait: Duration) -> Option<TopicError> {
+    let probe: BaseConsumer<TracingContext> =
+        login.config.create_with_context(TracingContext).ok()?;
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
         if probe
