@@ -261,8 +261,10 @@ fn window_read(f: &Fixture) -> WindowRead {
         relations: f.relations.clone(),
         rejected: Vec::new(),
         requests: 1,
+        reread_requests: 0,
+        pages: 1,
         drift_rereads: 0,
-        drifted: false,
+        complete: true,
     }
 }
 
@@ -278,11 +280,13 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
     let empty = StateStore::open(&dir.path().join("empty")).expect("store");
     let mut known = StateStore::open(&dir.path().join("known")).expect("store");
     let mut seed = Unit::default();
+    let no_dead_letters = Default::default();
     let seed_ctx = UnitContext {
         store: &known,
         codec: &codec,
         topics: &topics,
         policy: BadRecordPolicy::Stop,
+        dead_lettered: &no_dead_letters,
         now: f.now,
     };
     seed.add_window(read.clone(), &seed_ctx).expect("unit");
@@ -309,6 +313,7 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
             codec: &codec,
             topics: &topics,
             policy: BadRecordPolicy::Stop,
+            dead_lettered: &no_dead_letters,
             now: f.now,
         };
         g.bench_function(name, |b| {

@@ -64,6 +64,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+def infra_addresses(infra_dir):
+    """The `export NAME=VALUE` lines of the env file `infra.sh start` wrote, as a dict."""
+    with open(os.path.join(infra_dir, "env")) as f:
+        return dict(l[len("export "):].strip().split("=", 1) for l in f if l.startswith("export "))
+
+
 def http(url, method="GET", body=None, timeout=30):
     req = urllib.request.Request(url, method=method, data=body)
     if body is not None:
@@ -390,18 +396,16 @@ def main():
     load0 = os.getloadavg()[0]
     if not os.access(BIN, os.X_OK):
         raise SystemExit(f"bench: {BIN} missing; run scripts/bench (it builds it)")
-    ports = {k: free_port() for k in ("kafka", "ctrl", "reg", "mgmt", "sim", "opsa", "opsb")}
+    ports = {k: free_port() for k in ("sim", "opsa", "opsb")}
     infra_dir = os.path.join(OUT, "infra")
-    infra_env = {**os.environ, "TANMA_INFRA_DIR": infra_dir,
-                 "TANMA_KAFKA_PORT": str(ports["kafka"]),
-                 "TANMA_CONTROLLER_PORT": str(ports["ctrl"]),
-                 "TANMA_REGISTRY_PORT": str(ports["reg"]),
-                 "TANMA_REGISTRY_MGMT_PORT": str(ports["mgmt"])}
+    # infra.sh takes free ports for everything; its env file says which.
+    infra_env = {**os.environ, "TANMA_INFRA_DIR": infra_dir}
     log(f"starting our own broker and registry in {infra_dir}")
     subprocess.run([os.path.join(ROOT, "scripts/infra/infra.sh"), "start"], env=infra_env,
                    check=True, stdout=subprocess.DEVNULL)
-    bootstrap = f"127.0.0.1:{ports['kafka']}"
-    registry = f"http://127.0.0.1:{ports['reg']}/apis/ccompat/v7"
+    addresses = infra_addresses(infra_dir)
+    bootstrap = addresses["KAFKA_BOOTSTRAP_SERVERS"]
+    registry = addresses["SCHEMA_REGISTRY_URL"]
 
     end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=60)
     SIM_START = (end - timedelta(days=30)).isoformat()

@@ -24,8 +24,16 @@ enum Command {
     Run(ConfigArg),
     /// Run the Tanma API simulator (for tests, the demo and benchmarks).
     Sim(Box<sim::SimArgs>),
-    /// Validate the configuration, then try the API and the broker; list every problem.
-    CheckConfig(ConfigArg),
+    /// Validate the configuration, build the librdkafka clients, then try the API and the
+    /// broker; list every problem.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Stop after validating and building the librdkafka client configurations: nothing
+        /// is contacted (CI, image builds, admission checks).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Print committed change events as JSON lines (read_committed).
     Tail {
         #[command(flatten)]
@@ -65,7 +73,8 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct ConfigArg {
-    /// Config file (TOML). Every key can be overridden by TANMA_SECTION__KEY.
+    /// Config file: TOML, or JSON if its name ends in .json. Every key can be overridden by
+    /// TANMA_SECTION__KEY.
     #[arg(long, short, env = "TANMA_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -147,8 +156,8 @@ async fn async_main(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::CheckConfig(arg) => match load(&arg) {
-            Ok(cfg) => commands::check::check(&cfg).await,
+        Command::CheckConfig { config, offline } => match load(&config) {
+            Ok(cfg) => commands::check::check(&cfg, offline).await,
             Err(code) => code,
         },
         Command::Tail {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use support::harness::{sim_config, TestEnv};
-use support::{read_all, wait_until};
+use support::{read_all, unique, wait_until};
 use tanma_connector::config::BadRecordPolicy;
 use tanma_connector::pipeline::{startup, Exit, RunOptions};
 use tanma_connector::plan::Checkpoint;
@@ -74,7 +74,7 @@ async fn bad_rows_go_to_the_dead_letter_topic_and_the_connector_goes_on() {
         bad_row: BAD_RATE,
         ..FaultConfig::default()
     };
-    let env = TestEnv::new(sim, |_| {}).await;
+    let mut env = TestEnv::new(sim, |_| {}).await;
     let bad = bad_relations(&env);
     assert!(bad.len() >= 20, "too few bad rows to test: {}", bad.len());
 
@@ -97,11 +97,17 @@ async fn bad_rows_go_to_the_dead_letter_topic_and_the_connector_goes_on() {
             .expect("raw is the row's JSON");
         raws.insert(raw.to_string());
     }
-    // Each bad relation at least once (re-reads of the lookback may repeat some), and nothing else.
+    // Each bad relation exactly once, although the lookback re-reads some windows, and
+    // nothing else.
     assert_eq!(
         raws.len(),
         bad.len(),
         "distinct dead letters vs bad relations served"
+    );
+    assert_eq!(
+        letters.len(),
+        bad.len(),
+        "a bad row was dead-lettered twice"
     );
     assert!(env.sim.control().stats().bad_rows_served >= bad.len() as u64);
 
@@ -119,6 +125,23 @@ async fn bad_rows_go_to_the_dead_letter_topic_and_the_connector_goes_on() {
         cp.watermark > last_bad,
         "watermark {} <= {last_bad}",
         cp.watermark
+    );
+
+    // Another connector over the same topics, under another transactional id (so without a
+    // checkpoint: it reads every window again): it restores every customer from the state
+    // topic and reads the dead letters back at start, so it sends no event and no dead letter.
+    let events_before = env.events().await.len();
+    env.cfg.kafka.transactional_id = unique("badinput-again-txn");
+    assert_eq!(env.run_until_caught_up().await, Exit::CaughtUp);
+    assert_eq!(
+        dead_letters(&env).await.len(),
+        bad.len(),
+        "a restarted connector dead-lettered a bad row again"
+    );
+    assert_eq!(
+        env.events().await.len(),
+        events_before,
+        "events after re-reading everything"
     );
 }
 

@@ -43,10 +43,25 @@ fn snapshot_json(s: &Snapshot) -> Value {
     })
 }
 
-/// Runs decode.py over base64 lines; fails loudly if python3 or fastavro is missing.
+/// How to get a Python with fastavro, for the panic messages.
+const PYTHON_HINT: &str = "run the tests with scripts/test (it makes .venv with fastavro and sets \
+     TANMA_PYTHON), or set TANMA_PYTHON to a Python 3 with fastavro \
+     (python3 -m venv .venv && .venv/bin/pip install fastavro)";
+
+/// The Python that runs decode.py: `TANMA_PYTHON` (set by scripts/test to the repo's venv),
+/// else `python3`.
+fn python() -> String {
+    std::env::var("TANMA_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_string())
+}
+
+/// Runs decode.py over base64 lines; fails loudly if Python or fastavro is missing.
 fn run_decoder(records: &[Vec<u8>], ids: &[&str]) -> Vec<Value> {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut cmd = Command::new("python3");
+    let python = python();
+    let mut cmd = Command::new(&python);
     cmd.arg(format!("{root}/tests/interop/decode.py"))
         .arg("--schemas")
         .arg(format!("{root}/schemas"));
@@ -58,9 +73,7 @@ fn run_decoder(records: &[Vec<u8>], ids: &[&str]) -> Vec<Value> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}): install Python 3 and `pip install fastavro`")
-        });
+        .unwrap_or_else(|e| panic!("cannot run {python} ({e}): {PYTHON_HINT}"));
     let mut input = String::new();
     for r in records {
         input.push_str(&base64::engine::general_purpose::STANDARD.encode(r));
@@ -76,7 +89,7 @@ fn run_decoder(records: &[Vec<u8>], ids: &[&str]) -> Vec<Value> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "decode.py failed ({}): {stderr}\n(if fastavro is missing: pip install fastavro)",
+        "decode.py failed ({}) with {python}: {stderr}\n(if fastavro is missing: {PYTHON_HINT})",
         out.status
     );
     let lines: Vec<Value> = String::from_utf8(out.stdout)
@@ -166,13 +179,14 @@ fn decoder_rejects_a_wrong_fingerprint() {
     let mut rec = codec.encode_snapshot(sample_changes()[0].after()).unwrap();
     rec[5] ^= 0xff;
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new("python3")
+    let python = python();
+    let mut child = Command::new(&python)
         .arg(format!("{root}/tests/interop/decode.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3: install Python 3 and `pip install fastavro`");
+        .unwrap_or_else(|e| panic!("cannot run {python} ({e}): {PYTHON_HINT}"));
     let line = base64::engine::general_purpose::STANDARD.encode(&rec) + "\n";
     child
         .stdin
@@ -183,5 +197,8 @@ fn decoder_rejects_a_wrong_fingerprint() {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown schema fingerprint"), "{err}");
+    assert!(
+        err.contains("unknown schema fingerprint"),
+        "{err}\n(if fastavro is missing: {PYTHON_HINT})"
+    );
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use reqwest::Method;
 use sim_support::start;
-use tanma_connector::sim::{FaultConfig, MutationCause, MutationKind, SimConfig};
+use tanma_connector::sim::{BulkImports, FaultConfig, MutationCause, MutationKind, SimConfig};
+use tanma_connector::upstream::wire::Row;
 
 fn with_faults(f: FaultConfig) -> SimConfig {
     SimConfig {
@@ -223,31 +224,52 @@ async fn drift_inserts_a_late_relation_into_the_window() {
         && t.visible_from.is_some()));
 }
 
+/// Unstable order is faithful to SQL paging with ties: rows of different add times keep their
+/// order, rows sharing a second come in a new order on every request.
 #[tokio::test]
-async fn unstable_order_shuffles_per_request() {
-    let cfg = with_faults(FaultConfig {
+async fn unstable_order_shuffles_ties_per_request() {
+    let mut cfg = with_faults(FaultConfig {
         unstable_order: 1.0,
         ..FaultConfig::default()
     });
+    cfg.bulk = BulkImports {
+        seconds: 2,
+        rows: 450,
+    };
     let (s, e) = (cfg.start, cfg.end);
     let (sim, c) = start(cfg).await;
-    let truth: Vec<_> = sim.control().truth().into_iter().map(|t| t.row).collect();
-    let a = c.page(s, e, 100, 1).await.result.unwrap();
-    let b = c.page(s, e, 100, 1).await.result.unwrap();
-    assert_eq!(a.len(), 100);
-    assert_ne!(a, b, "two requests, two orders");
-    assert_ne!(a, truth[..100].to_vec());
-    assert!(
-        a.iter().all(|r| truth.contains(r)),
-        "still the window's rows"
-    );
-    // Paging a shuffled window skips some rows and repeats others.
-    let all = c.window(s, e, 100).await;
-    assert_eq!(all.len(), truth.len());
+    let truth = sim.control().truth();
+    let add_time = |r: &Row| {
+        truth
+            .iter()
+            .find(|t| {
+                t.row.external_user_id == r.external_user_id && t.row.qw_user_id == r.qw_user_id
+            })
+            .map(|t| t.add_time)
+            .expect("a row of the truth")
+    };
+    // Across the whole span, every page is in add-time order.
+    let page = c.page(s, e, 100, 3).await.result.unwrap();
+    assert!(page.windows(2).all(|w| add_time(&w[0]) <= add_time(&w[1])));
+    // A bulk second: 450 rows at one add time.
+    let mut counts = std::collections::BTreeMap::new();
+    for t in &truth {
+        *counts.entry(t.add_time).or_insert(0usize) += 1;
+    }
+    let (bulk, n) = counts.iter().max_by_key(|(_, n)| **n).unwrap();
+    assert!(*n >= 450, "a bulk second holds {n} rows");
+    let (a, b) = (*bulk, *bulk + chrono::Duration::seconds(1));
+    let p1 = c.page(a, b, 100, 1).await.result.unwrap();
+    let p1_again = c.page(a, b, 100, 1).await.result.unwrap();
+    assert_eq!(p1.len(), 100);
+    assert_ne!(p1, p1_again, "two requests, two orders");
+    // Paging the second, one request per page, repeats some rows and skips others.
+    let all = c.window(a, b, 100).await;
+    assert_eq!(all.len(), *n);
     let distinct: HashSet<_> = all
         .iter()
         .map(|r| (r.external_user_id.clone(), r.qw_user_id.clone()))
         .collect();
-    assert!(distinct.len() < truth.len());
-    assert!(sim.control().stats().unstable_orders >= 3);
+    assert!(distinct.len() < *n, "{} distinct of {n}", distinct.len());
+    assert!(sim.control().stats().unstable_orders >= 8);
 }

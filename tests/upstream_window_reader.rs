@@ -12,6 +12,16 @@ use tanma_connector::upstream::wire::ListRequest;
 use tanma_connector::upstream::{ApiClient, WindowOutcome, WindowRead, WindowReader};
 use upstream_support::{api_config, page_of, row, serve, Mock, Reply};
 
+/// The rows of `req`'s page of `all`.
+fn page_rows(all: &[Value], req: &ListRequest) -> Vec<Value> {
+    let size = req.page_size as usize;
+    all.iter()
+        .skip((req.page_no as usize - 1) * size)
+        .take(size)
+        .cloned()
+        .collect()
+}
+
 fn window(secs: i64) -> Window {
     let since = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
         .unwrap()
@@ -65,7 +75,8 @@ async fn reads_every_page_with_minimum_requests() {
         assert_eq!(mock.count() as u32, pages, "n={n}");
         let page_nos: Vec<u32> = mock.received().iter().map(|x| x.req.page_no).collect();
         assert_eq!(page_nos, (1..=pages).collect::<Vec<_>>());
-        assert!(!r.drifted && r.drift_rereads == 0 && r.rejected.is_empty());
+        assert!(r.complete && r.drift_rereads == 0 && r.rejected.is_empty());
+        assert_eq!((r.reread_requests, r.pages.max(1)), (0, pages));
         // The time zone conversion reached the wire.
         let first = &mock.received()[0].req;
         assert_eq!(
@@ -113,7 +124,7 @@ async fn rejected_rows_are_kept_with_their_error_and_count_towards_total() {
     assert_eq!(r.relations.len(), 10);
     assert_eq!(r.rejected.len(), 2);
     assert!(
-        !r.drifted && r.drift_rereads == 0,
+        r.complete && r.drift_rereads == 0,
         "rejected rows are not drift"
     );
     let errors: Vec<&str> = r.rejected.iter().map(|x| x.error.as_str()).collect();
@@ -152,10 +163,11 @@ async fn insert_during_read_changes_total_and_is_reread() {
     .await;
     let r = complete(reader(&mock).read(window(60), 1000).await.unwrap());
     assert_eq!(r.drift_rereads, 1);
-    assert!(!r.drifted);
+    assert!(r.complete);
     assert_eq!(keys(&r), expected_keys(31));
-    // First pass: 3 pages planned (+1 after the total grew); second pass: 4 pages.
-    assert_eq!(r.requests, 8);
+    // First pass: 3 pages planned (+1 after the total grew). Pages 2-4 of it and page 1 of the
+    // second pass saw all 31 rows under the new total: the read is complete there.
+    assert_eq!((r.requests, r.reread_requests), (5, 1));
 }
 
 #[tokio::test]
@@ -176,9 +188,10 @@ async fn duplicate_across_pages_is_reread() {
     .await;
     let r = complete(reader(&mock).read(window(60), 1000).await.unwrap());
     assert_eq!(r.drift_rereads, 1);
-    assert!(!r.drifted);
+    assert!(r.complete);
     assert_eq!(keys(&r), expected_keys(25));
-    assert_eq!(r.requests, 6);
+    // The first pass missed row 10 only; page 2 of the second pass brought it.
+    assert_eq!(r.requests, 5);
 }
 
 #[tokio::test]
@@ -195,7 +208,7 @@ async fn missing_rows_are_reread() {
     })
     .await;
     let r = complete(reader(&mock).read(window(60), 1000).await.unwrap());
-    assert_eq!((r.drift_rereads, r.drifted), (1, false));
+    assert_eq!((r.drift_rereads, r.complete), (1, true));
     assert_eq!(keys(&r), expected_keys(25));
 }
 
@@ -210,7 +223,7 @@ async fn empty_page_before_the_end_is_drift() {
     })
     .await;
     let r = complete(reader(&mock).read(window(60), 1000).await.unwrap());
-    assert_eq!((r.drift_rereads, r.drifted), (1, false));
+    assert_eq!((r.drift_rereads, r.complete), (1, true));
     assert_eq!(keys(&r), expected_keys(25));
     // The first pass stopped at the empty page 2: 2 + 3 requests.
     assert_eq!(r.requests, 5);
@@ -246,9 +259,18 @@ async fn persistent_drift_returns_union_of_everything_seen_latest_wins() {
     })
     .await;
     // A one-second window cannot be halved (a wider one would be, and each half re-read; the
-    // simulator test `upstream_sim` covers that path, as this mock ignores the window).
-    let r = complete(reader(&mock).read(window(1), 1000).await.unwrap());
-    assert!(r.drifted);
+    // simulator test `upstream_sim` covers that path, as this mock ignores the window). Every
+    // page has a new totalCount, so the read never completes: after `max_read_passes` passes
+    // it returns the union of what it saw, marked incomplete.
+    let mut cfg = api_config(&mock.base_url);
+    cfg.max_read_passes = 4;
+    let r = complete(
+        WindowReader::new(ApiClient::new(&cfg).unwrap(), &cfg)
+            .read(window(1), 1000)
+            .await
+            .unwrap(),
+    );
+    assert!(!r.complete);
     assert_eq!(r.drift_rereads, 3);
     // Every original relation was seen in some pass and none is lost.
     let got = keys(&r);
@@ -271,6 +293,79 @@ async fn persistent_drift_returns_union_of_everything_seen_latest_wins() {
         rel5.1.nickname.as_deref(),
         Some(format!("v{last_seen_n}").as_str())
     );
+}
+
+/// `rows` in an order drawn from `seed`: one execution of `ORDER BY addTime` over rows that all
+/// share one add time.
+fn shuffled(rows: &[Value], seed: usize) -> Vec<Value> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut out = rows.to_vec();
+    out.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed as u64));
+    out
+}
+
+/// A bulk second served in a new order on every request: one pass sees about two thirds of the
+/// rows, so the reader reads again until the union of its passes holds every row.
+#[tokio::test]
+async fn a_second_in_unstable_order_is_read_until_complete() {
+    let rows = dataset(95);
+    let mock = serve(move |n, req: &ListRequest| page_of(&shuffled(&rows, n), req)).await;
+    let r = complete(reader(&mock).read(window(1), 50).await.unwrap());
+    assert!(r.complete);
+    assert_eq!(keys(&r), expected_keys(95));
+    assert_eq!(r.total_count, 95);
+    assert_eq!(r.pages, 10);
+    assert!(r.drift_rereads >= 1 && r.requests > 10, "{r:?}");
+    assert_eq!(r.reread_requests, r.requests - 10);
+    assert_eq!(mock.count() as u32, r.requests);
+}
+
+/// A row the endpoint counts but never serves: the read stays incomplete after
+/// `max_read_passes` passes and keeps every row it saw.
+#[tokio::test]
+async fn a_read_that_never_sees_every_row_is_incomplete() {
+    let rows = dataset(25);
+    let mock = serve(move |n, req: &ListRequest| {
+        let mut page: Vec<Value> = shuffled(&rows[..24], n);
+        page.push(rows[0].clone());
+        Reply::page(req.page_no, req.page_size, 25, page_rows(&page, req))
+    })
+    .await;
+    let mut cfg = api_config(&mock.base_url);
+    cfg.max_read_passes = 3;
+    let reader = WindowReader::new(ApiClient::new(&cfg).unwrap(), &cfg);
+    let r = complete(reader.read(window(1), 1000).await.unwrap());
+    assert!(!r.complete);
+    assert_eq!(keys(&r), expected_keys(24));
+    assert_eq!((r.requests, r.drift_rereads), (9, 2));
+}
+
+/// A row removed in the middle of the read: the union of the passes still holds it, but the
+/// count starts again under the new totalCount, and the complete read leaves it out.
+#[tokio::test]
+async fn a_row_removed_during_the_read_is_not_in_the_complete_read() {
+    let rows = dataset(40);
+    let mock = serve(move |n, req: &ListRequest| {
+        let live: Vec<Value> = if n < 3 {
+            rows.clone()
+        } else {
+            rows.iter()
+                .filter(|r| r["externalUserId"] != "ext-00003")
+                .cloned()
+                .collect()
+        };
+        page_of(&shuffled(&live, n), req)
+    })
+    .await;
+    let r = complete(reader(&mock).read(window(1), 1000).await.unwrap());
+    assert!(r.complete);
+    assert_eq!(r.total_count, 38);
+    let want: Vec<_> = expected_keys(40)
+        .into_iter()
+        .filter(|(e, _)| e != "ext-00003")
+        .collect();
+    assert_eq!(keys(&r), want);
 }
 
 #[tokio::test]

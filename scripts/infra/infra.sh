@@ -4,6 +4,7 @@
 #
 #   infra.sh fetch    resolve the jars from Maven Central into ~/.cache/tanma-infra (once)
 #   infra.sh start    fetch, format, start both, wait until they answer; writes $STATE/env
+#                     (addresses, the TLS CA, SASL users and their passwords; `source` it)
 #   infra.sh stop     stop what `start` started, by pid
 #   infra.sh status   print the env file if both are up
 #   infra.sh stop-kafka | start-kafka | restart-kafka
@@ -11,6 +12,14 @@
 #
 # Everything lives in $TANMA_INFRA_DIR (default: <repo>/.infra). Processes are stopped by the pids
 # recorded there, never by name.
+#
+# Ports: TANMA_KAFKA_PORT, TANMA_CONTROLLER_PORT, TANMA_KAFKA_TLS_PORT, TANMA_KAFKA_SASL_PORT,
+# TANMA_REGISTRY_PORT, TANMA_REGISTRY_MGMT_PORT when set; every other port is a free loopback port
+# chosen by `start` (so several copies run on one machine) and kept in $STATE/ports for
+# stop-kafka / start-kafka / restart-kafka. Read the addresses from $STATE/env, never assume them.
+#
+# The broker listens on PLAINTEXT, SSL (no client authentication) and SASL_SSL (SCRAM-SHA-512 and
+# PLAIN) with ACLs enforced; see server.properties.in and create_acls below.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,11 +28,7 @@ STATE="${TANMA_INFRA_DIR:-$repo/.infra}"
 CACHE="${TANMA_INFRA_CACHE:-$HOME/.cache/tanma-infra}"
 KAFKA_VERSION="4.1.1"
 APICURIO_VERSION="3.3.3"
-KAFKA_PORT="${TANMA_KAFKA_PORT:-19092}"
-CONTROLLER_PORT="${TANMA_CONTROLLER_PORT:-19093}"
-KAFKA_TLS_PORT="${TANMA_KAFKA_TLS_PORT:-19094}"
-REGISTRY_PORT="${TANMA_REGISTRY_PORT:-18081}"
-REGISTRY_MGMT_PORT="${TANMA_REGISTRY_MGMT_PORT:-19000}"
+PORT_VARS=(KAFKA_PORT CONTROLLER_PORT KAFKA_TLS_PORT KAFKA_SASL_PORT REGISTRY_PORT REGISTRY_MGMT_PORT)
 KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION"
 APICURIO_HOME="$CACHE/apicurio-$APICURIO_VERSION"
 JAVA="${JAVA:-java}"
@@ -44,6 +49,22 @@ log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] error: %s\n' "$*" >&2; exit 1; }
 
 now_ms() { date +%s%3N; }
+
+# choose_ports: TANMA_<VAR> where set, free loopback ports for the rest; saved in $STATE/ports.
+choose_ports() {
+  local v envvar args=()
+  for v in "${PORT_VARS[@]}"; do envvar="TANMA_$v"; args+=("$v=${!envvar:-}"); done
+  python3 "$here/free_ports.py" "${args[@]}" >"$STATE/ports.tmp" || die "cannot choose ports"
+  mv "$STATE/ports.tmp" "$STATE/ports"
+  load_ports
+}
+
+# load_ports: the ports of the last `start` in this $STATE.
+load_ports() {
+  [ -f "$STATE/ports" ] || die "no $STATE/ports: run '$0 start' first (if an older infra.sh started it: '$0 stop', then start)"
+  # shellcheck disable=SC1091
+  source "$STATE/ports"
+}
 
 fetch() {
   command -v mvn >/dev/null || die "mvn not found: Maven is needed to fetch the broker jars"
@@ -103,18 +124,80 @@ make_certs() {
   cat "$dir/broker.pk8" "$dir/broker.crt" "$dir/ca.pem" >"$dir/broker.pem"
 }
 
+# Users of the SASL_SSL listener, each with SCRAM-SHA-512 and PLAIN credentials (same password):
+# admin, a super user; connector, with exactly the ACLs the connector needs (docs/OPERATIONS.md)
+# on the prefixes below; and one user per right the connector needs, lacking just that right.
+SASL_LACKING=(nowrite:Write notxn:TransactionalId nocreate:Create nodescribe:DescribeConfigs noread:Read)
+SASL_USERS=(admin connector "${SASL_LACKING[@]%%:*}")
+# The ACLs hold for names starting with these prefixes (PREFIXED patterns), one per topic role,
+# so that tests with unique names get exactly the rights of each role.
+SASL_PREFIX=tanma-sasl
+
+# make_sasl_users DIR: a random throw-away password per user, in DIR/sasl.env (KAFKA_SASL_<USER>_PASSWORD).
+make_sasl_users() {
+  local dir="$1" u
+  mkdir -p "$dir"
+  ( umask 077
+    for u in "${SASL_USERS[@]}"; do
+      printf 'KAFKA_SASL_%s_PASSWORD=%s\n' "${u^^}" "$(openssl rand -hex 16)"
+    done >"$dir/sasl.env" )
+}
+
+# sasl_password USER: the password make_sasl_users chose for USER.
+sasl_password() {
+  local var="KAFKA_SASL_${1^^}_PASSWORD"
+  # shellcheck disable=SC1091
+  ( source "$STATE/kafka/sasl.env" && printf '%s' "${!var}" )
+}
+
 start_kafka() {
   if alive "$STATE/kafka.pid"; then log "Kafka already running (pid $(cat "$STATE/kafka.pid"))"; return; fi
-  local data="$STATE/kafka"
+  local data="$STATE/kafka" u plain="" scram=()
   rm -rf "$data"; mkdir -p "$data"
   make_certs "$data/tls"
+  make_sasl_users "$data"
+  for u in "${SASL_USERS[@]}"; do
+    plain+=" user_$u=\"$(sasl_password "$u")\""
+    scram+=(--add-scram "SCRAM-SHA-512=[name=$u,password=$(sasl_password "$u")]")
+  done
   sed -e "s#@DATA@#$data#g" -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" \
-    -e "s#@KAFKA_TLS_PORT@#$KAFKA_TLS_PORT#g" \
+    -e "s#@KAFKA_TLS_PORT@#$KAFKA_TLS_PORT#g" -e "s#@KAFKA_SASL_PORT@#$KAFKA_SASL_PORT#g" \
+    -e "s#@PLAIN_USERS@#${plain# }#g" \
     "$here/server.properties.in" >"$data/server.properties"
+  chmod 600 "$data/server.properties"
   local t0; t0=$(now_ms)
   "$JAVA" "${kafka_java_opts[@]}" kafka.tools.StorageTool format --standalone -t "$("$JAVA" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null || echo 4L6g3nShT-eMCtK--X86sw)" \
-    -c "$data/server.properties" >"$data/format.log" 2>&1 || { cat "$data/format.log" >&2; die "formatting the KRaft log dir failed"; }
+    "${scram[@]}" -c "$data/server.properties" >"$data/format.log" 2>&1 || { cat "$data/format.log" >&2; die "formatting the KRaft log dir failed"; }
   launch_kafka "$t0" "incl. format"
+  t0=$(now_ms)
+  create_acls
+  log "ACLs of the SASL users created in $(( $(now_ms) - t0 )) ms"
+}
+
+# connector_acls USER [LACKS]: the connector's ACLs (docs/OPERATIONS.md) for USER, except LACKS
+# (Create, Write, Read, DescribeConfigs or TransactionalId), as kafka_acls.py rules. Write and
+# Read imply Describe.
+connector_acls() {
+  local u="$1" lacks="${2:-}" p="$SASL_PREFIX" r
+  for r in events state checkpoint dlq; do
+    [ "$lacks" = Create ] || echo "$u:Create:topic:$p.$r."
+    [ "$lacks" = Write ] || echo "$u:Write:topic:$p.$r."
+  done
+  for r in state checkpoint; do
+    [ "$lacks" = Read ] || echo "$u:Read:topic:$p.$r."
+    [ "$lacks" = DescribeConfigs ] || echo "$u:DescribeConfigs:topic:$p.$r."
+  done
+  [ "$lacks" = TransactionalId ] || echo "$u:Write:transactional-id:$p.txn."
+}
+
+# create_acls: every SASL user's ACLs (PREFIXED allow rules) in one request over the plaintext
+# listener, whose User:ANONYMOUS is a super user.
+create_acls() {
+  local u rules
+  mapfile -t rules < <(connector_acls connector
+    for u in "${SASL_LACKING[@]}"; do connector_acls "${u%%:*}" "${u#*:}"; done)
+  python3 "$here/kafka_acls.py" "127.0.0.1:$KAFKA_PORT" "${rules[@]}" >"$STATE/kafka/acls.log" 2>&1 \
+    || { cat "$STATE/kafka/acls.log" >&2; die "creating the ACLs of the SASL users failed"; }
 }
 
 # launch_kafka T0 NOTE: run the broker on the formatted log dir in $STATE/kafka, wait until it answers.
@@ -163,12 +246,29 @@ stop_one() {
 }
 
 write_env() {
-  cat >"$STATE/env" <<ENV
+  local u
+  {
+    cat <<ENV
 export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
 export SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7
 export KAFKA_TLS_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_TLS_PORT
 export KAFKA_TLS_CA=$STATE/kafka/tls/ca.pem
+export KAFKA_SASL_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SASL_PORT
+export KAFKA_SASL_CA=$STATE/kafka/tls/ca.pem
+export KAFKA_SASL_MECHANISMS=SCRAM-SHA-512,PLAIN
+export KAFKA_SASL_EVENTS_PREFIX=$SASL_PREFIX.events.
+export KAFKA_SASL_STATE_PREFIX=$SASL_PREFIX.state.
+export KAFKA_SASL_CHECKPOINT_PREFIX=$SASL_PREFIX.checkpoint.
+export KAFKA_SASL_DLQ_PREFIX=$SASL_PREFIX.dlq.
+export KAFKA_SASL_TXN_PREFIX=$SASL_PREFIX.txn.
 ENV
+    for u in "${SASL_USERS[@]}"; do
+      printf 'export KAFKA_SASL_%s_USER=%s\n' "${u^^}" "$u"
+      printf 'export KAFKA_SASL_%s_PASSWORD=%s\n' "${u^^}" "$(sasl_password "$u")"
+    done
+  } >"$STATE/env.tmp"
+  chmod 600 "$STATE/env.tmp"
+  mv "$STATE/env.tmp" "$STATE/env"
 }
 
 cmd="${1:-}"
@@ -177,6 +277,7 @@ case "$cmd" in
   start)
     mkdir -p "$STATE"
     fetch
+    if alive "$STATE/kafka.pid" || alive "$STATE/registry.pid"; then load_ports; else choose_ports; fi
     start_kafka
     start_registry
     write_env
@@ -188,8 +289,8 @@ case "$cmd" in
     rm -f "$STATE/env"
     ;;
   stop-kafka) stop_one kafka ;;
-  start-kafka) resume_kafka ;;
-  restart-kafka) stop_one kafka; resume_kafka ;;
+  start-kafka) load_ports; resume_kafka ;;
+  restart-kafka) load_ports; stop_one kafka; resume_kafka ;;
   status)
     if alive "$STATE/kafka.pid" && alive "$STATE/registry.pid"; then cat "$STATE/env"; else echo "not running"; exit 1; fi
     ;;

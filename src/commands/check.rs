@@ -1,13 +1,19 @@
-//! `tanma-connector check-config`: validates the configuration, then tries the API, the broker
-//! and (if configured) the schema registry, and prints every problem found.
+//! `tanma-connector check-config`: validates the configuration, builds the librdkafka clients
+//! the connector would create (offline), then tries the API, the broker and (if configured) the
+//! schema registry, and prints every problem found. `--offline` stops before the network.
 
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::BaseProducer;
+use rdkafka::ClientConfig;
 
 use crate::config::Config;
 use crate::plan::Window;
-use crate::publish::{client_config, create_client, KafkaContext};
+use crate::publish::client_config;
+use crate::publish::client_config::{describe_creation_error, is_sensitive_key, producer_config};
+use crate::publish::{create_client, KafkaContext};
 use crate::upstream::client::ApiClient;
 use crate::upstream::window_reader::WindowReader;
 
@@ -65,8 +71,64 @@ pub async fn probe(cfg: &Config) -> Vec<String> {
     problems
 }
 
-/// Runs the check and prints the outcome; returns the process exit code.
-pub async fn check(cfg: &Config) -> i32 {
+/// Builds the librdkafka client configurations the connector uses, the transactional producer's
+/// and a consumer's (state restore, checkpoint), without contacting anything: librdkafka checks
+/// every property name and value (an unknown property, a codec it was built without), then the
+/// whole configuration while creating the client (with no bootstrap servers, so no connection
+/// is attempted; CA and key files are read). Returns one line per problem, secrets redacted.
+pub fn offline(cfg: &Config) -> Vec<String> {
+    let mut consumer = client_config(&cfg.kafka);
+    consumer.set("group.id", format!("{}-check", cfg.kafka.transactional_id));
+    let mut problems = Vec::new();
+    if let Err(e) = build_offline::<BaseProducer>(&producer_config(&cfg.kafka)) {
+        problems.push(format!("kafka (producer client configuration): {e}"));
+    }
+    if let Err(e) = build_offline::<BaseConsumer>(&consumer) {
+        problems.push(format!("kafka (consumer client configuration): {e}"));
+    }
+    problems
+}
+
+/// librdkafka's checks of `config`, property by property and as a whole, with no network.
+fn build_offline<C: rdkafka::config::FromClientConfig>(
+    config: &ClientConfig,
+) -> Result<(), String> {
+    config.create_native_config().map_err(|e| describe(&e))?;
+    let mut unconnected = config.clone();
+    unconnected.remove("bootstrap.servers");
+    C::from_config(&unconnected)
+        .map(drop)
+        .map_err(|e| describe(&e))
+}
+
+/// A refused property as `key=value: reason` (the value hidden for secret keys).
+fn describe(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, reason, key, value) if !is_sensitive_key(key) => {
+            format!("librdkafka refuses {key}={value}: {reason}")
+        }
+        other => describe_creation_error(other),
+    }
+}
+
+/// Runs the check and prints the outcome; returns the process exit code: 2 if the librdkafka
+/// client configuration is refused, 5 if the API, broker or registry did not answer.
+pub async fn check(cfg: &Config, offline_only: bool) -> i32 {
+    let owned = cfg.clone();
+    let refused = tokio::task::spawn_blocking(move || offline(&owned))
+        .await
+        .unwrap_or_else(|e| vec![format!("kafka: client configuration check failed: {e}")]);
+    if !refused.is_empty() {
+        eprintln!("invalid configuration:");
+        for p in &refused {
+            eprintln!("  - {p}");
+        }
+        return exit_code::CONFIG;
+    }
+    if offline_only {
+        println!("configuration valid; the librdkafka clients build (offline: nothing contacted)");
+        return exit_code::OK;
+    }
     let problems = probe(cfg).await;
     if problems.is_empty() {
         println!("configuration valid; the API and the broker answered");

@@ -23,7 +23,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> i32 {
             return exit_code::INTERNAL;
         }
     };
-    let health = Health::new(Duration::from_secs(cfg.ops.liveness_timeout_secs));
+    let health = Health::new(Duration::from_secs(cfg.ops.liveness_timeout_secs))
+        .with_failure_deadline(Duration::from_secs(cfg.ops.commit_failure_timeout_secs));
     if !cfg.ops.listen.is_empty() {
         match cfg.ops.listen.parse() {
             Ok(addr) => {

@@ -1,8 +1,9 @@
-//! Loading: the file, `TANMA_SECTION__KEY` environment overrides, secret files, validation.
+//! Loading: the file (TOML, or JSON when its name ends in `.json`), `TANMA_SECTION__KEY`
+//! environment overrides, secret files, validation.
 
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Json, Serialized, Toml};
 use figment::Figment;
 use secrecy::SecretString;
 
@@ -10,14 +11,16 @@ use super::{Config, ConfigError, SECRET_KEYS};
 
 impl Config {
     /// Loads `path` (if given), applies `TANMA_SECTION__KEY` environment overrides, reads secret
-    /// files, and validates.
+    /// files, and validates. A path ending in `.json` is read as JSON (the Helm chart renders
+    /// JSON: strings and integers of any size reach the connector unchanged), any other as TOML.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = path {
             match std::fs::read_to_string(path) {
                 Ok(text) => {
-                    let file_only = Figment::from(Toml::string(&text));
+                    let format = FileFormat::of(path);
+                    let file_only = format.string(&text);
                     for (section, key) in SECRET_KEYS {
                         if file_only.find_value(&format!("{section}.{key}")).is_ok() {
                             problems.push(format!(
@@ -29,7 +32,7 @@ impl Config {
                         }
                     }
                     // `file_exact` so that errors name the file, not "TOML source string".
-                    fig = fig.merge(Toml::file_exact(path));
+                    fig = format.merge_file(fig, path);
                 }
                 Err(e) => {
                     return Err(ConfigError {
@@ -93,6 +96,38 @@ impl Config {
             "schema_registry.password",
             problems,
         );
+    }
+}
+
+/// The syntax of a config file, chosen by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileFormat {
+    Toml,
+    Json,
+}
+
+impl FileFormat {
+    fn of(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("json") => FileFormat::Json,
+            _ => FileFormat::Toml,
+        }
+    }
+
+    /// A provider of `text` in this format (used to look for secrets written in the file).
+    fn string(self, text: &str) -> Figment {
+        match self {
+            FileFormat::Toml => Figment::from(Toml::string(text)),
+            FileFormat::Json => Figment::from(Json::string(text)),
+        }
+    }
+
+    /// Merges the file at `path` over `fig`; its errors name the file.
+    fn merge_file(self, fig: Figment, path: &Path) -> Figment {
+        match self {
+            FileFormat::Toml => fig.merge(Toml::file_exact(path)),
+            FileFormat::Json => fig.merge(Json::file_exact(path)),
+        }
     }
 }
 

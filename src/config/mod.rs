@@ -73,8 +73,14 @@ pub struct ApiConfig {
     pub clock_skew_attempts: u32,
     /// Business codes that stop the connector (1002 always does).
     pub fatal_codes: Vec<i64>,
-    /// Re-reads of a window whose pages drifted, before its result is reported as drifted.
+    /// Re-reads of a window whose pages disagree before it is read as two halves (a window
+    /// wider than one second, halved at most three times).
     pub max_drift_rereads: u32,
+    /// Request budget of one window that cannot be halved, in passes: it is read again until
+    /// complete (the distinct rows seen equal a stable `totalCount`), at most this many times
+    /// in all, so at most this × `ceil(totalCount / page_size)` requests. Still incomplete
+    /// then, its window is read again soon.
+    pub max_read_passes: u32,
     /// Extra CA certificate (PEM) for HTTPS to the API.
     pub ca_file: Option<PathBuf>,
 }
@@ -100,6 +106,7 @@ impl Default for ApiConfig {
             clock_skew_attempts: 3,
             fatal_codes: Vec::new(),
             max_drift_rereads: 3,
+            max_read_passes: 20,
             ca_file: None,
         }
     }
@@ -313,6 +320,9 @@ pub struct OpsConfig {
     pub progress: bool,
     /// `/health` fails when the main loop has not ticked for this long.
     pub liveness_timeout_secs: u64,
+    /// `/health` fails when commits have kept failing (broker unreachable, state volume full)
+    /// for this long while work is pending.
+    pub commit_failure_timeout_secs: u64,
 }
 
 impl Default for OpsConfig {
@@ -324,6 +334,7 @@ impl Default for OpsConfig {
             shutdown_grace_secs: 30,
             progress: true,
             liveness_timeout_secs: 300,
+            commit_failure_timeout_secs: 300,
         }
     }
 }

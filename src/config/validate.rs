@@ -55,6 +55,12 @@ impl Config {
         if a.max_attempts == 0 {
             p.push("api.max_attempts: must be >= 1".into());
         }
+        if a.max_read_passes == 0 || a.max_read_passes > 1000 {
+            p.push(format!(
+                "api.max_read_passes: must be 1..=1000, got {}",
+                a.max_read_passes
+            ));
+        }
         if a.backoff_initial_ms > a.backoff_max_ms {
             p.push("api.backoff_initial_ms: must not exceed api.backoff_max_ms".into());
         }
@@ -180,6 +186,9 @@ impl Config {
                 "ops.log_format: auto, json or text, got {:?}",
                 o.log_format
             ));
+        }
+        if o.commit_failure_timeout_secs == 0 {
+            p.push("ops.commit_failure_timeout_secs: must be > 0 (seconds commits may keep failing before /health fails)".into());
         }
         p
     }

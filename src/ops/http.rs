@@ -2,7 +2,9 @@
 //!
 //! * `/metrics`: Prometheus text exposition of the global recorder.
 //! * `/health` (liveness): 200 while the main loop has called [`Health::beat`] within the
-//!   liveness deadline, else 503. A stuck loop gets the pod restarted.
+//!   liveness deadline and its Kafka-side work (commits, recovery) has not kept failing for
+//!   longer than the failure deadline, else 503. A stuck loop, or one that cannot commit for
+//!   that long while work is pending, gets the pod restarted.
 //! * `/ready` (readiness): 200 once [`Health::set_ready`] said so (state restored, broker
 //!   reachable), else 503 with a JSON reason. Also 503 once shutdown has begun.
 
@@ -41,6 +43,11 @@ struct HealthInner {
     /// Milliseconds since `started` at the last beat.
     last_beat_ms: AtomicU64,
     liveness_deadline: Duration,
+    /// `/health` fails once commits have been failing for longer than this (milliseconds).
+    failure_deadline_ms: AtomicU64,
+    /// Milliseconds since `started`, plus one, of the first failure in the current run of
+    /// failures; 0 while the last attempt succeeded.
+    failing_since_ms: AtomicU64,
     ready: Mutex<Readiness>,
 }
 
@@ -73,6 +80,8 @@ impl Health {
                 started: Instant::now(),
                 last_beat_ms: AtomicU64::new(0),
                 liveness_deadline,
+                failure_deadline_ms: AtomicU64::new(millis(liveness_deadline)),
+                failing_since_ms: AtomicU64::new(0),
                 ready: Mutex::new(Readiness {
                     ready: false,
                     reason: "starting".into(),
@@ -81,10 +90,61 @@ impl Health {
         }
     }
 
+    /// Sets how long commits may keep failing before `/health` fails (default: the liveness
+    /// deadline).
+    pub fn with_failure_deadline(self, deadline: Duration) -> Health {
+        self.inner
+            .failure_deadline_ms
+            .store(millis(deadline), Ordering::Relaxed);
+        self
+    }
+
     /// Records that the main loop is making progress.
     pub fn beat(&self) {
-        let ms = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let ms = millis(self.inner.started.elapsed());
         self.inner.last_beat_ms.fetch_max(ms, Ordering::Relaxed);
+        let failing = self.failing_for().unwrap_or_default();
+        metrics::gauge!(names::COMMITS_FAILING_SECONDS).set(failing.as_secs_f64());
+    }
+
+    /// A commit (or a recovery from the log) failed; starts the failure clock if it is not
+    /// running.
+    pub fn commit_failed(&self) {
+        let now = millis(self.inner.started.elapsed()).saturating_add(1);
+        let _ = self.inner.failing_since_ms.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// A unit of work committed: the failure clock stops.
+    pub fn commit_succeeded(&self) {
+        self.inner.failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// How long commits have been failing without a success in between.
+    pub fn failing_for(&self) -> Option<Duration> {
+        match self.inner.failing_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(
+                self.inner
+                    .started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(since - 1)),
+            ),
+        }
+    }
+
+    fn failure_deadline(&self) -> Duration {
+        Duration::from_millis(self.inner.failure_deadline_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether commits have been failing for longer than the failure deadline.
+    pub fn is_failing(&self) -> bool {
+        self.failing_for()
+            .is_some_and(|d| d > self.failure_deadline())
     }
 
     /// Time since the last beat.
@@ -93,9 +153,10 @@ impl Health {
         self.inner.started.elapsed().saturating_sub(last)
     }
 
-    /// Whether the last beat is within the liveness deadline.
+    /// Whether the last beat is within the liveness deadline and commits have not been
+    /// failing for longer than the failure deadline.
     pub fn is_alive(&self) -> bool {
-        self.since_last_beat() <= self.inner.liveness_deadline
+        self.since_last_beat() <= self.inner.liveness_deadline && !self.is_failing()
     }
 
     /// Sets readiness, with a reason shown by `/ready` (e.g. `"restoring state"`,
@@ -125,6 +186,10 @@ pub struct OpsServer {
     pub local_addr: SocketAddr,
     /// The server task; ends after the shutdown token is cancelled and open requests finish.
     pub task: JoinHandle<Result<(), OpsError>>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Clone)]
@@ -202,17 +267,23 @@ async fn metrics_handler(State(s): State<AppState>) -> Response {
 }
 
 async fn health_handler(State(s): State<AppState>) -> Response {
-    let since = s.health.since_last_beat().as_secs_f64();
-    let deadline = s.health.inner.liveness_deadline.as_secs_f64();
-    let (status, word) = if s.health.is_alive() {
-        (StatusCode::OK, "ok")
-    } else {
+    let h = &s.health;
+    let since = h.since_last_beat();
+    let failing = h.failing_for().unwrap_or_default();
+    let (status, word) = if since > h.inner.liveness_deadline {
         (StatusCode::SERVICE_UNAVAILABLE, "stalled")
+    } else if h.is_failing() {
+        (StatusCode::SERVICE_UNAVAILABLE, "commits failing")
+    } else {
+        (StatusCode::OK, "ok")
     };
+    metrics::gauge!(names::LIVE).set(if status == StatusCode::OK { 1.0 } else { 0.0 });
     let body = json!({
         "status": word,
-        "seconds_since_last_beat": since,
-        "liveness_deadline_seconds": deadline,
+        "seconds_since_last_beat": since.as_secs_f64(),
+        "liveness_deadline_seconds": h.inner.liveness_deadline.as_secs_f64(),
+        "commits_failing_seconds": failing.as_secs_f64(),
+        "commit_failure_deadline_seconds": h.failure_deadline().as_secs_f64(),
     });
     (status, Json(body)).into_response()
 }

@@ -81,6 +81,10 @@ declare_metrics! {
         "Tanma API request retries, by reason.");
     API_RATE_LIMIT_WAIT_SECONDS = Histogram("tanma_api_rate_limit_wait_seconds", SECONDS, [],
         "Time a request waited for the client-side rate limiter.");
+    WINDOW_REREAD_REQUESTS_TOTAL = Counter("tanma_window_reread_requests_total", COUNT, [],
+        "Page requests beyond the first pass of a window read (drift, unstable order).");
+    WINDOW_INCOMPLETE_READS_TOTAL = Counter("tanma_window_incomplete_reads_total", COUNT, [],
+        "Window reads that ended incomplete: not every row of totalCount was seen.");
     WINDOW_DRIFT_REREADS_TOTAL = Counter("tanma_window_drift_rereads_total", COUNT, [],
         "Windows re-read because their pages shifted while being read.");
 
@@ -93,6 +97,18 @@ declare_metrics! {
         "Re-scan passes completed, by tier.");
     PLAN_REWINDS_TOTAL = Counter("tanma_plan_rewinds_total", COUNT, [],
         "Times the planner took back every window handed out since the last commit.");
+    PLAN_INCOMPLETE_WINDOWS_TOTAL = Counter("tanma_plan_incomplete_windows_total", COUNT, ["kind"],
+        "Committed windows whose read was incomplete, queued for a retry, by window kind.");
+    PLAN_RETRY_WINDOWS = Gauge("tanma_plan_retry_windows", COUNT, [],
+        "Windows queued for a retry after an incomplete read.");
+    RESCAN_PASS_WINDOWS = Gauge("tanma_rescan_pass_windows", COUNT, ["tier"],
+        "Windows read by the current (or last) re-scan pass of a tier.");
+    RESCAN_PASS_REQUESTS = Gauge("tanma_rescan_pass_requests", COUNT, ["tier"],
+        "API requests of the current (or last) re-scan pass of a tier.");
+    RESCAN_PASS_REREAD_REQUESTS = Gauge("tanma_rescan_pass_reread_requests", COUNT, ["tier"],
+        "Requests of the current (or last) re-scan pass beyond each window's first pass.");
+    RESCAN_PASS_PAGES = Gauge("tanma_rescan_pass_pages", COUNT, ["tier"],
+        "Sum of ceil(totalCount / pageSize) over the windows of the current (or last) re-scan pass.");
     RESCAN_PROGRESS_RATIO = Gauge("tanma_rescan_progress_ratio", None, ["tier"],
         "Progress of the current re-scan pass of each tier, from 0 to 1.");
     WATERMARK_LAG_SECONDS = Gauge("tanma_watermark_lag_seconds", SECONDS, [],
@@ -119,8 +135,8 @@ declare_metrics! {
         "Duration of commit_transaction.");
     KAFKA_RECORDS_PRODUCED_TOTAL = Counter("tanma_kafka_records_produced_total", COUNT, ["topic"],
         "Records produced in committed transactions, by topic.");
-    KAFKA_PRODUCER_RESETS_TOTAL = Counter("tanma_kafka_producer_resets_total", COUNT, [],
-        "Times the transactional producer was recreated after repeated failed transactions.");
+    RECOVERIES_TOTAL = Counter("tanma_recoveries_total", COUNT, [],
+        "In-process recoveries from the topics (fence, checkpoint, restore) after a failure that followed a commit or repeated failed commits.");
 
     // The diff state.
     CUSTOMERS_TRACKED = Gauge("tanma_customers_tracked", COUNT, [],
@@ -143,6 +159,10 @@ declare_metrics! {
     // Operations.
     READY = Gauge("tanma_ready", None, [],
         "1 when the connector is ready (state restored, broker reachable), else 0.");
+    LIVE = Gauge("tanma_live", None, [],
+        "1 when /health last answered 200, else 0.");
+    COMMITS_FAILING_SECONDS = Gauge("tanma_commits_failing_seconds", SECONDS, [],
+        "How long commits (or recoveries from the log) have kept failing; 0 while they succeed.");
 
     // librdkafka statistics (the producer's `statistics.interval.ms`).
     KAFKA_TX_REQUESTS_TOTAL = Counter("tanma_kafka_tx_requests_total", COUNT, [],

@@ -1,11 +1,12 @@
-//! Operations: metrics, health and readiness, logging, shutdown, backfill progress.
+//! Operations: metrics, health and readiness, logging, shutdown, progress.
 //!
 //! ```text
 //!  pipeline ──metrics::counter!/histogram!/gauge!──▶ global recorder (metrics.rs)
 //!     │                                                   │ render
 //!     ├── Health::beat() / set_ready() ──▶ Health ──▶ ops HTTP server (http.rs)
 //!     │                                              GET /metrics /health /ready
-//!     ├── Progress::set() (progress.rs: bar on a terminal, log lines otherwise)
+//!     ├── Progress::update(), record_commit() (progress.rs: backfill bar or caught-up status
+//!     │   line on a terminal, log lines otherwise)
 //!     └── CancellationToken from on_signals() (shutdown.rs), drain bounded by a grace period
 //! ```
 //!

@@ -6,10 +6,14 @@
 //! transaction) → checkpoint read → state restored, both read_committed to the end. Only then does
 //! [`runner::Connector::run`] poll.
 
+pub mod faults;
+pub mod memory;
+pub mod ports;
 pub mod runner;
 pub mod startup;
 pub mod unit;
 
+pub use ports::{KafkaLog, TransactionalLog, WindowSource};
 pub use runner::{Connector, Exit, RunOptions};
 
 use crate::error::{Classify, ErrorClass};
@@ -47,6 +51,9 @@ pub enum PipelineError {
     /// The background task fetching a batch died (a bug: it does not fail otherwise).
     #[error("the task fetching windows failed: {0}")]
     FetchTask(String),
+    /// A fault injected by a test or drill ([`faults::FaultPlan`]).
+    #[error("{0}")]
+    Injected(#[from] faults::Injected),
 }
 
 impl Classify for PipelineError {
@@ -62,6 +69,8 @@ impl Classify for PipelineError {
             PipelineError::Plan(e) => e.class(),
             PipelineError::Unit(e) => e.class(),
             PipelineError::FetchTask(_) => ErrorClass::Fatal,
+            PipelineError::Injected(faults::Injected::Failed(_)) => ErrorClass::Retry,
+            PipelineError::Injected(faults::Injected::Crashed(_)) => ErrorClass::Fatal,
         }
     }
 }

@@ -1,18 +1,26 @@
-//! The main loop: start up (topics, schemas, fencing, checkpoint, state), then plan → fetch →
-//! diff → commit → apply until shut down.
+//! The main loop: plan → fetch → diff → commit → apply, until shut down.
 //!
 //! ```text
 //! loop {
+//!     if the last unit failed after its commit: recover (fence, checkpoint, restore)
 //!     batch   = the batch fetched ahead, or planner.next_batch(now, concurrency)
 //!     results = fetch every window concurrently (a background task), in batch order
 //!     next    = planner.next_batch(..), its fetch started now: it overlaps this commit
 //!     unit    = the longest prefix of complete results, diffed against the state store
 //!     commit(unit.events + unit.state + checkpoint_after(last window))   // one transaction
 //!     on success: store.apply(unit.staged); planner.on_committed(each window)
-//!     on failure: drop `next`; planner.rewind(); back off; nothing was applied, so the next
-//!                 try is the same
+//!     on failure before the commit: drop `next`; planner.rewind(); back off (nothing was
+//!                 applied, so the next try is the same)
+//!     on failure after the commit (or an unknown outcome): drop `next`; back off; recover
 //! }
 //! ```
+//!
+//! A failure after a successful commit (the state volume full while applying, the planner
+//! refusing) must never lead to a rewind: the local state may be half applied, and a rewind
+//! would diff committed windows against it and emit part of the unit again. Such a unit is
+//! treated like a crash after commit: the connector recovers exactly as a restart does
+//! ([`Connector::recover`]: fence, read the checkpoint, restore the state from the state topic),
+//! so it continues from what Kafka holds, which is the truth.
 //!
 //! Fetching ahead changes nothing the transaction holds: the next batch's windows are only read
 //! from the API while this one commits; they are diffed against the state store after this
@@ -30,35 +38,46 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::encode::Codec;
 use crate::error::{Classify, ErrorClass};
-use crate::ops::{Health, Progress};
+use crate::ops::{progress, Health, Progress};
 use crate::plan::{Checkpoint, PlannedWindow, Planner, WindowKind};
-use crate::publish::{OutRecord, TransactionalProducer};
+use crate::publish::{OutRecord, PublishError};
 use crate::state::StateStore;
 use crate::upstream::window_reader::{WindowOutcome, WindowRead, WindowReader};
 
-use super::unit::{Topics, Unit, UnitContext};
+use super::faults::{self, CommitError, FaultPlan, Step};
+use super::ports::{KafkaLog, TransactionalLog, WindowSource};
+use super::unit::{DeadLetters, StagedState, Topics, Unit, UnitContext, UnitError};
 use super::PipelineError;
+use crate::backoff::{Backoff, Jitter};
+use crate::ops::metrics::names;
 
-/// Everything the loop needs, built by [`super::startup`].
-pub struct Connector {
+/// Everything the loop needs, built by [`super::startup`] (or by a test, over in-memory ports).
+pub struct Connector<S: WindowSource = WindowReader, L: TransactionalLog = KafkaLog> {
     /// The validated configuration.
     pub cfg: Config,
-    /// Reads windows from the API.
-    pub reader: WindowReader,
+    /// Reads windows.
+    pub source: S,
     /// Decides which windows come next.
     pub planner: Planner,
     /// Last committed snapshot of every customer.
     pub store: StateStore,
-    /// Transactional producer (already fenced older instances).
-    pub producer: TransactionalProducer,
+    /// Where units of work are committed (already fenced).
+    pub log: L,
     /// Avro codec.
     pub codec: Codec,
     /// Liveness / readiness.
     pub health: Health,
+    /// Faults to inject (tests and drills); `None` in production.
+    pub faults: Option<FaultPlan>,
+    /// Contents dead-lettered (committed) by this process, so a bad row is sent once, not at
+    /// every re-read of its window. Kept across recoveries (what it holds is committed); a
+    /// restart starts empty, so a row still bad is dead-lettered once more after a restart.
+    pub dead_letters: DeadLetters,
 }
 
-/// Consecutive failed commits after which the producer is recreated.
-const PRODUCER_RESET_AFTER: u32 = 3;
+/// Consecutive failed commits after which the connector recovers as a restart would (a fresh
+/// producer: librdkafka was seen to stay wedged after a broker outage).
+const RECOVER_AFTER_FAILED_COMMITS: u32 = 3;
 
 /// How a [`Connector::run`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +95,68 @@ pub struct RunOptions {
     pub stop_when_caught_up: bool,
 }
 
-impl Connector {
+/// Why a batch failed, and whether its unit of work may have been committed.
+struct BatchFailure {
+    error: PipelineError,
+    /// The unit was (or may have been) committed: the local state cannot be trusted.
+    committed: bool,
+}
+
+impl BatchFailure {
+    fn before_commit(error: impl Into<PipelineError>) -> Self {
+        BatchFailure {
+            error: error.into(),
+            committed: false,
+        }
+    }
+
+    fn after_commit(error: impl Into<PipelineError>) -> Self {
+        BatchFailure {
+            error: error.into(),
+            committed: true,
+        }
+    }
+}
+
+/// What can fail once a unit is committed.
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error(transparent)]
+    Injected(#[from] faults::Injected),
+}
+
+impl From<ApplyError> for PipelineError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::State(e) => e.into(),
+            ApplyError::Plan(e) => e.into(),
+            ApplyError::Injected(e) => e.into(),
+        }
+    }
+}
+
+/// The loop's own state between iterations.
+struct LoopState {
+    backoff: Backoff,
+    progress: Progress,
+    /// The batch fetched ahead while the previous one was committed.
+    ahead: Option<Prefetch>,
+    failed_commits: u32,
+    /// The local state may disagree with Kafka: recover before the next unit.
+    must_recover: bool,
+}
+
+impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
+    /// Injects `plan`'s faults into this connector's units of work.
+    pub fn with_faults(mut self, plan: FaultPlan) -> Self {
+        self.faults = Some(plan);
+        self
+    }
+
     /// Runs until `shutdown` is cancelled (or, with `opts.stop_when_caught_up`, until caught
     /// up). Returns an error only for fatal conditions; transient ones are retried with backoff.
     pub async fn run(
@@ -84,36 +164,51 @@ impl Connector {
         shutdown: CancellationToken,
         opts: RunOptions,
     ) -> Result<Exit, PipelineError> {
-        let topics = Topics {
-            events: self.cfg.topics.events.clone(),
-            state: self.cfg.topics.state.clone(),
-            dead_letter: self.cfg.topics.dead_letter.clone(),
+        let topics = Topics::from(&self.cfg.topics);
+        if let Some(plan) = &self.faults {
+            plan.attach(shutdown.clone());
+        }
+        let mut st = LoopState {
+            backoff: Backoff::new(
+                Duration::from_millis(self.cfg.api.backoff_initial_ms.max(10)),
+                Duration::from_millis(self.cfg.api.backoff_max_ms.max(100)),
+            )
+            .with_jitter(Jitter::Equal),
+            progress: Progress::new(self.cfg.ops.progress),
+            ahead: None,
+            failed_commits: 0,
+            must_recover: false,
         };
-        let mut backoff = Backoff::new(
-            Duration::from_millis(self.cfg.api.backoff_initial_ms.max(10)),
-            Duration::from_millis(self.cfg.api.backoff_max_ms.max(100)),
-        );
-        let mut progress = Progress::new(self.cfg.ops.progress);
         let poll = Duration::from_millis(self.cfg.windows.poll_interval_ms);
-        let mut failed_commits = 0u32;
         let concurrency = self.cfg.windows.concurrency;
-        // The batch fetched ahead while the previous one was committed.
-        let mut ahead: Option<Prefetch> = None;
         loop {
             self.health.beat();
             if shutdown.is_cancelled() {
-                progress.finish();
+                st.progress.finish();
                 return Ok(Exit::Shutdown);
             }
+            if st.must_recover {
+                let recovered = tokio::select! {
+                    _ = shutdown.cancelled() => continue,
+                    r = self.recover() => r,
+                };
+                if let Err(e) = recovered {
+                    self.back_off(e, &mut st, &shutdown, "Recovery failed; retrying.")
+                        .await?;
+                    continue;
+                }
+                st.must_recover = false;
+                metrics::counter!(names::RECOVERIES_TOTAL).increment(1);
+            }
             let now = Utc::now();
-            self.report(now, &mut progress);
-            let current = match ahead.take() {
+            self.report(now, &mut st.progress);
+            let current = match st.ahead.take() {
                 Some(fetch) => fetch,
                 None => {
                     let batch = self.planner.next_batch(now, concurrency);
                     if batch.is_empty() {
                         if opts.stop_when_caught_up {
-                            progress.finish();
+                            st.progress.finish();
                             return Ok(Exit::CaughtUp);
                         }
                         tokio::select! {
@@ -129,7 +224,7 @@ impl Connector {
             // them loses nothing (they are read again after the restart).
             let fetched = tokio::select! {
                 _ = shutdown.cancelled() => {
-                    progress.finish();
+                    st.progress.finish();
                     return Ok(Exit::Shutdown);
                 }
                 f = current.join() => f?,
@@ -137,64 +232,99 @@ impl Connector {
             if fetched.end.is_none() && !shutdown.is_cancelled() {
                 let next = self.planner.next_batch(Utc::now(), concurrency);
                 if !next.is_empty() {
-                    ahead = Some(self.fetch(next));
+                    st.ahead = Some(self.fetch(next));
                 }
             }
             match self.finish_batch(fetched, &topics).await {
                 Ok(()) => {
-                    backoff.reset();
-                    failed_commits = 0;
+                    if st.backoff.reset() {
+                        info!("Recovered; resuming normal operation.");
+                    }
+                    st.failed_commits = 0;
+                    self.health.commit_succeeded();
                 }
-                Err(e) => {
-                    // Taken back with everything else handed out since the last commit.
-                    ahead = None;
-                    self.planner.rewind();
-                    let class = e.class();
-                    if class == ErrorClass::Fatal {
-                        return Err(e);
-                    }
-                    let delay = backoff.next();
-                    warn!(error = %e, class = class.as_str(), retry_in_ms = delay.as_millis() as u64,
-                        "Batch failed; nothing was committed or applied; retrying from the last checkpoint.");
-                    metrics::counter!("tanma_batch_retries_total", "class" => class.as_str())
-                        .increment(1);
-                    if matches!(e, PipelineError::Publish(_)) {
-                        failed_commits += 1;
-                        if failed_commits >= PRODUCER_RESET_AFTER {
-                            // librdkafka can stay wedged after a broker outage (every transaction
-                            // times out): start over with a fresh producer, as a restart would.
-                            self.reset_producer().await?;
-                            failed_commits = 0;
-                        }
-                    }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
+                Err(failure) => self.batch_failed(failure, &mut st, &shutdown).await?,
             }
+        }
+    }
+
+    /// Handles a failed batch: a fatal error ends the run; otherwise the planner rewinds (or,
+    /// if the unit may have been committed, the connector recovers) after a backoff.
+    async fn batch_failed(
+        &mut self,
+        failure: BatchFailure,
+        st: &mut LoopState,
+        shutdown: &CancellationToken,
+    ) -> Result<(), PipelineError> {
+        // Taken back with everything else handed out since the last commit.
+        st.ahead = None;
+        let BatchFailure { error, committed } = failure;
+        if error.class() == ErrorClass::Fatal {
+            return Err(error);
+        }
+        let kafka_side = !matches!(error, PipelineError::Api(_));
+        if kafka_side {
+            st.failed_commits += 1;
+        }
+        let what = if committed {
+            st.must_recover = true;
+            "Unit committed, but the local state could not follow; recovering from the topics as a restart would."
+        } else {
+            self.planner.rewind();
+            if st.failed_commits >= RECOVER_AFTER_FAILED_COMMITS {
+                // librdkafka can stay wedged after a broker outage (every transaction times
+                // out): start over with a fresh producer, as a restart would.
+                st.must_recover = true;
+                st.failed_commits = 0;
+            }
+            "Batch failed; nothing was committed or applied; retrying from the last checkpoint."
+        };
+        if kafka_side {
+            self.back_off(error, st, shutdown, what).await
+        } else {
+            self.pause(error, st, shutdown, what).await;
+            Ok(())
+        }
+    }
+
+    /// Records a Kafka-side failure (for `/health`), logs it and sleeps the backoff.
+    async fn back_off(
+        &mut self,
+        error: PipelineError,
+        st: &mut LoopState,
+        shutdown: &CancellationToken,
+        what: &'static str,
+    ) -> Result<(), PipelineError> {
+        if error.class() == ErrorClass::Fatal {
+            return Err(error);
+        }
+        self.health.commit_failed();
+        self.pause(error, st, shutdown, what).await;
+        Ok(())
+    }
+
+    async fn pause(
+        &self,
+        error: PipelineError,
+        st: &mut LoopState,
+        shutdown: &CancellationToken,
+        what: &'static str,
+    ) {
+        let class = error.class();
+        let delay = st.backoff.next_delay();
+        warn!(error = %error, class = class.as_str(), retry_in_ms = delay.as_millis() as u64, "{what}");
+        metrics::counter!(names::BATCH_RETRIES_TOTAL, "class" => class.as_str()).increment(1);
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {}
         }
     }
 
     /// Starts reading `batch` in the background.
     fn fetch(&self, batch: Vec<PlannedWindow>) -> Prefetch {
-        let reader = self.reader.clone();
+        let source = self.source.clone();
         let threshold = self.cfg.windows.split_threshold;
-        Prefetch(tokio::spawn(fetch_batch(reader, batch, threshold)))
-    }
-
-    /// Replaces the producer: the old one is closed (its open transaction, if any, is aborted by
-    /// the new one's `init_transactions`, which also bumps the epoch).
-    async fn reset_producer(&mut self) -> Result<(), PipelineError> {
-        warn!(
-            after_failures = PRODUCER_RESET_AFTER,
-            "Transactions keep failing; recreating the Kafka producer."
-        );
-        metrics::counter!("tanma_kafka_producer_resets_total").increment(1);
-        let fresh = TransactionalProducer::new(&self.cfg.kafka).await?;
-        let old = std::mem::replace(&mut self.producer, fresh);
-        old.close().await;
-        Ok(())
+        Prefetch(tokio::spawn(fetch_batch(source, batch, threshold)))
     }
 
     /// Commits the complete prefix of a fetched batch in one transaction, then splits the
@@ -203,14 +333,16 @@ impl Connector {
         &mut self,
         fetched: Fetched,
         topics: &Topics,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<(), BatchFailure> {
         self.commit_prefix(fetched.done, topics).await?;
         match fetched.end {
             None => Ok(()),
             // Takes back the window and every window handed out after it; they come again
             // after its halves.
-            Some(FetchEnd::TooLarge(pw)) => Ok(self.planner.split(&pw)?),
-            Some(FetchEnd::Failed(e)) => Err(PipelineError::Api(e)),
+            Some(FetchEnd::TooLarge(pw)) => {
+                self.planner.split(&pw).map_err(BatchFailure::before_commit)
+            }
+            Some(FetchEnd::Failed(e)) => Err(BatchFailure::before_commit(e)),
         }
     }
 
@@ -218,49 +350,49 @@ impl Connector {
         &mut self,
         done: Vec<(PlannedWindow, WindowRead)>,
         topics: &Topics,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<(), BatchFailure> {
         let Some(last) = done.last().map(|(pw, _)| *pw) else {
             return Ok(());
         };
-        let now = Utc::now();
-        let mut unit = Unit::default();
-        let ctx = UnitContext {
-            store: &self.store,
-            codec: &self.codec,
-            topics,
-            policy: self.cfg.topics.on_bad_record,
-            now,
-        };
-        let mut windows = Vec::with_capacity(done.len());
-        for (pw, read) in done {
-            windows.push(pw);
-            unit.add_window(read, &ctx)?;
+        // Before the checkpoint: an incomplete read is queued for a retry in this transaction.
+        for (pw, read) in &done {
+            self.planner
+                .record_read(pw, read.summary())
+                .map_err(BatchFailure::before_commit)?;
         }
-        let checkpoint: Checkpoint = self.planner.checkpoint_after(&last);
+        let (mut unit, windows) = self
+            .build_unit(done, topics)
+            .map_err(BatchFailure::before_commit)?;
         let mut records = std::mem::take(&mut unit.records);
-        records.push(OutRecord {
-            topic: self.cfg.topics.checkpoint.clone(),
-            key: self.cfg.kafka.transactional_id.as_bytes().to_vec(),
-            value: Some(checkpoint.to_bytes()),
-            headers: Vec::new(),
-        });
+        records.push(self.checkpoint_record(self.planner.checkpoint_after(&last)));
         let started = Instant::now();
-        let commit = self.producer.commit(records).await?;
+        let commit = match faults::commit(&self.log, records, self.faults.as_ref()).await {
+            Ok(stats) => stats,
+            // The transaction may have committed: only the log can tell.
+            Err(CommitError::Log(e @ PublishError::CommitOutcomeUnknown { .. })) => {
+                return Err(BatchFailure::after_commit(e))
+            }
+            Err(CommitError::Log(e)) => return Err(BatchFailure::before_commit(e)),
+            Err(CommitError::Injected(i)) => {
+                let committed = i.step().after_commit();
+                return Err(BatchFailure {
+                    error: i.into(),
+                    committed,
+                });
+            }
+        };
         // Committed: only now does the local state learn about it.
-        for s in unit.staged {
-            self.store
-                .apply(&s.external_user_id, &s.value, &s.relations)?;
-        }
-        for pw in &windows {
-            self.planner.on_committed(pw)?;
-        }
+        self.apply_committed(unit.staged, &windows)
+            .map_err(BatchFailure::after_commit)?;
+        self.dead_letters.extend(unit.dead_lettered);
         let st = unit.stats;
-        metrics::counter!("tanma_relations_read_total").increment(st.relations);
-        metrics::counter!("tanma_relations_unchanged_total").increment(st.unchanged);
-        metrics::counter!("tanma_events_total", "type" => "CREATED").increment(st.created);
-        metrics::counter!("tanma_events_total", "type" => "UPDATED").increment(st.updated);
-        metrics::counter!("tanma_dead_letters_total").increment(st.dead_letters);
-        metrics::gauge!("tanma_customers_tracked").set(self.store.customers() as f64);
+        metrics::counter!(names::RELATIONS_READ_TOTAL).increment(st.relations);
+        metrics::counter!(names::RELATIONS_UNCHANGED_TOTAL).increment(st.unchanged);
+        metrics::counter!(names::EVENTS_TOTAL, "type" => "CREATED").increment(st.created);
+        metrics::counter!(names::EVENTS_TOTAL, "type" => "UPDATED").increment(st.updated);
+        metrics::counter!(names::DEAD_LETTERS_TOTAL).increment(st.dead_letters);
+        self.store.emit_gauges();
+        progress::record_commit(st.created + st.updated);
         debug!(
             windows = windows.len(),
             relations = st.relations,
@@ -275,21 +407,79 @@ impl Connector {
         Ok(())
     }
 
+    /// Diffs the windows' relations against the committed state.
+    fn build_unit(
+        &self,
+        done: Vec<(PlannedWindow, WindowRead)>,
+        topics: &Topics,
+    ) -> Result<(Unit, Vec<PlannedWindow>), UnitError> {
+        let mut unit = Unit::default();
+        let ctx = UnitContext {
+            store: &self.store,
+            codec: &self.codec,
+            topics,
+            policy: self.cfg.topics.on_bad_record,
+            dead_lettered: &self.dead_letters,
+            now: Utc::now(),
+        };
+        let mut windows = Vec::with_capacity(done.len());
+        for (pw, read) in done {
+            windows.push(pw);
+            unit.add_window(read, &ctx)?;
+        }
+        Ok((unit, windows))
+    }
+
+    fn checkpoint_record(&self, checkpoint: Checkpoint) -> OutRecord {
+        OutRecord {
+            topic: self.cfg.topics.checkpoint.clone(),
+            key: self.cfg.kafka.transactional_id.as_bytes().to_vec(),
+            value: Some(checkpoint.to_bytes()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// After a successful commit: the state store and the planner learn about the unit. An
+    /// error here leaves them part-way, which is why the caller recovers instead of rewinding.
+    fn apply_committed(
+        &mut self,
+        staged: Vec<StagedState>,
+        windows: &[PlannedWindow],
+    ) -> Result<(), ApplyError> {
+        let plan = self.faults.as_ref();
+        faults::check(plan, Step::AfterCommit)?;
+        let half = staged.len() / 2;
+        let mut staged = staged.into_iter();
+        for s in staged.by_ref().take(half) {
+            self.store
+                .apply(&s.external_user_id, &s.value, &s.relations)?;
+        }
+        faults::check(plan, Step::Apply)?;
+        for s in staged {
+            self.store
+                .apply(&s.external_user_id, &s.value, &s.relations)?;
+        }
+        faults::check(plan, Step::OnCommitted)?;
+        for pw in windows {
+            self.planner.on_committed(pw)?;
+        }
+        Ok(())
+    }
+
     fn report(&self, now: chrono::DateTime<Utc>, progress: &mut Progress) {
         let lag = (now - self.planner.watermark()).num_milliseconds().max(0) as f64 / 1000.0;
-        metrics::gauge!("tanma_watermark_lag_seconds").set(lag);
+        metrics::gauge!(names::WATERMARK_LAG_SECONDS).set(lag);
         for (tier, ratio) in self.planner.rescan_progress().into_iter().enumerate() {
-            metrics::gauge!("tanma_rescan_progress_ratio", "tier" => tier.to_string()).set(ratio);
+            metrics::gauge!(names::RESCAN_PROGRESS_RATIO, "tier" => tier.to_string()).set(ratio);
         }
         let (done, total) = self.planner.backfill_progress(now);
-        progress.set(
-            done.max(0) as u64,
-            total.max(0) as u64,
-            self.store.customers() as u64,
-        );
-        if self.planner.caught_up(now) {
-            progress.finish();
-        }
+        progress.update(&progress::Status {
+            done_secs: done.max(0) as u64,
+            total_secs: total.max(0) as u64,
+            caught_up: self.planner.caught_up(now),
+            customers: self.store.customers() as u64,
+            watermark_lag: Duration::from_secs_f64(lag),
+        });
     }
 }
 
@@ -326,12 +516,16 @@ enum FetchEnd {
 }
 
 /// Reads the windows of `batch` concurrently and keeps the longest prefix that completed.
-async fn fetch_batch(reader: WindowReader, batch: Vec<PlannedWindow>, threshold: u64) -> Fetched {
+async fn fetch_batch<S: WindowSource>(
+    source: S,
+    batch: Vec<PlannedWindow>,
+    threshold: u64,
+) -> Fetched {
     let n = batch.len().max(1);
     let reads = batch.into_iter().map(|pw| {
-        let reader = reader.clone();
+        let source = source.clone();
         async move {
-            let outcome = reader.read(pw.window, threshold).await;
+            let outcome = source.read(pw.window, threshold).await;
             (pw, outcome)
         }
     });
@@ -343,7 +537,7 @@ async fn fetch_batch(reader: WindowReader, batch: Vec<PlannedWindow>, threshold:
     while let Some((pw, outcome)) = results.next().await {
         match outcome {
             Ok(WindowOutcome::Complete(read)) => {
-                metrics::counter!("tanma_windows_read_total", "kind" => kind_label(&pw.kind))
+                metrics::counter!(names::WINDOWS_READ_TOTAL, "kind" => kind_label(&pw.kind))
                     .increment(1);
                 debug!(window = %pw.window, kind = kind_label(&pw.kind), total_count = read.total_count,
                     requests = read.requests, "Window read.");
@@ -351,7 +545,6 @@ async fn fetch_batch(reader: WindowReader, batch: Vec<PlannedWindow>, threshold:
             }
             Ok(WindowOutcome::TooLarge { total_count, .. }) => {
                 debug!(window = %pw.window, total_count, "Window too large; splitting.");
-                metrics::counter!("tanma_windows_split_total").increment(1);
                 // Windows after this one must wait for its halves: the prefix ends here (the
                 // reads still running are dropped).
                 fetched.end = Some(FetchEnd::TooLarge(pw));
@@ -371,39 +564,6 @@ fn kind_label(k: &WindowKind) -> &'static str {
         WindowKind::Forward => "forward",
         WindowKind::Lookback => "lookback",
         WindowKind::Rescan { .. } => "rescan",
-    }
-}
-
-/// Exponential backoff with full jitter.
-struct Backoff {
-    initial: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            attempt: 0,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let exp = self
-            .initial
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let jitter: f64 = rand::random::<f64>();
-        exp.mul_f64(0.5 + jitter / 2.0)
-    }
-
-    fn reset(&mut self) {
-        if self.attempt > 0 {
-            info!("Recovered; resuming normal operation.");
-        }
-        self.attempt = 0;
+        WindowKind::Retry { .. } => "retry",
     }
 }

@@ -4,7 +4,7 @@
 //! Pure with respect to Kafka: reads the state store, writes nothing. What it stages is applied
 //! to the store only after the transaction commits ([`StagedState`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -23,6 +23,18 @@ use crate::upstream::window_reader::WindowRead;
 pub const EVENT_ID_HEADER: &str = "event_id";
 /// Header carrying the event type (`CREATED` / `UPDATED`).
 pub const EVENT_TYPE_HEADER: &str = "event_type";
+/// Header of a dead letter carrying the fingerprint of its content ([`dead_letter_fingerprint`]),
+/// 8 bytes big-endian: a row is dead-lettered once per distinct content.
+pub const DEAD_LETTER_FP_HEADER: &str = "tanma.row_fp";
+
+/// Fingerprints of the contents already dead-lettered (committed).
+pub type DeadLetters = HashSet<u64>;
+
+/// The fingerprint of a dead letter's content: its raw row (or record) as JSON. Not the error
+/// text, which names the page the row happened to be on.
+pub fn dead_letter_fingerprint(raw_json: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(raw_json.as_bytes())
+}
 
 /// Topic names a unit of work writes to.
 #[derive(Debug, Clone)]
@@ -33,6 +45,16 @@ pub struct Topics {
     pub state: String,
     /// Dead letters.
     pub dead_letter: String,
+}
+
+impl From<&crate::config::TopicsConfig> for Topics {
+    fn from(t: &crate::config::TopicsConfig) -> Self {
+        Topics {
+            events: t.events.clone(),
+            state: t.state.clone(),
+            dead_letter: t.dead_letter.clone(),
+        }
+    }
 }
 
 /// What building a unit reads: the committed state, the codec, where records go, the
@@ -47,6 +69,8 @@ pub struct UnitContext<'a> {
     pub topics: &'a Topics,
     /// Dead-letter or stop.
     pub policy: BadRecordPolicy,
+    /// Contents already dead-lettered: not sent again.
+    pub dead_lettered: &'a DeadLetters,
     /// Observation time of this unit.
     pub now: DateTime<Utc>,
 }
@@ -75,6 +99,8 @@ pub struct UnitStats {
     pub updated: u64,
     /// Records sent to the dead-letter topic.
     pub dead_letters: u64,
+    /// Bad rows not sent again: their content was dead-lettered before.
+    pub dead_letters_repeated: u64,
 }
 
 /// The records of one transaction (without the checkpoint) and the state to apply after commit.
@@ -86,6 +112,8 @@ pub struct Unit {
     pub staged: Vec<StagedState>,
     /// Counts.
     pub stats: UnitStats,
+    /// Fingerprints of the dead letters in `records`, to remember once committed.
+    pub dead_lettered: Vec<u64>,
     /// Position in `staged` of each customer staged in this unit.
     staged_index: HashMap<String, usize>,
 }
@@ -269,8 +297,15 @@ impl Unit {
                 reason: error.to_string(),
             });
         }
+        let fp = dead_letter_fingerprint(raw_json);
+        if ctx.dead_lettered.contains(&fp) || self.dead_lettered.contains(&fp) {
+            tracing::debug!(external_user_id = ext, %window, "Bad record already dead-lettered; not sent again.");
+            self.stats.dead_letters_repeated += 1;
+            return Ok(());
+        }
         tracing::warn!(external_user_id = ext, %window, error, "Record sent to the dead-letter topic.");
         self.stats.dead_letters += 1;
+        self.dead_lettered.push(fp);
         let value = serde_json::json!({
             "error": error,
             "window": { "since": window.since, "before": window.before },
@@ -280,7 +315,10 @@ impl Unit {
             topic: topics.dead_letter.clone(),
             key: ext.map(|e| e.as_bytes().to_vec()).unwrap_or_default(),
             value: Some(value.to_string().into_bytes()),
-            headers: vec![("error".to_string(), error.as_bytes().to_vec())],
+            headers: vec![
+                ("error".to_string(), error.as_bytes().to_vec()),
+                (DEAD_LETTER_FP_HEADER.to_string(), fp.to_be_bytes().to_vec()),
+            ],
         });
         Ok(())
     }

@@ -3,7 +3,9 @@
 //! (and the ones before it) committed.
 //!
 //! JSON, with a `version` field read first: a checkpoint written by a newer connector is refused
-//! ([`CheckpointError::UnsupportedVersion`], fatal) rather than misread.
+//! ([`CheckpointError::UnsupportedVersion`], fatal) rather than misread. Version 2 added
+//! `retries` (and the `retry` window kind); a version 1 checkpoint is read as one with no
+//! retries queued. This build writes version 2.
 //!
 //! What it holds:
 //! * `watermark`: the end of the last committed forward window (every add time before it has
@@ -13,18 +15,23 @@
 //!   once every window of it is committed, its completion time);
 //! * `in_flight`: windows the planner had already moved its cursors past but whose results were
 //!   not in this transaction. On restart they are read first, in this order, and nothing else
-//!   is read twice.
+//!   is read twice;
+//! * `retries`: windows whose committed read was incomplete, with when to read them again.
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::kind::WindowKind;
+use super::retry::RetryWindow;
 use super::window::Window;
 use crate::error::{excerpt, Classify, ErrorClass};
 
-/// The checkpoint format this build writes and reads.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// The checkpoint format this build writes; it reads every version from 1 up to this one.
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// The oldest checkpoint format this build reads.
+pub const OLDEST_CHECKPOINT_VERSION: u32 = 1;
 
 /// The planner's durable progress, committed with every window's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +46,9 @@ pub struct Checkpoint {
     pub rescans: Vec<RescanCursor>,
     /// Planned but uncommitted windows, in the order they must be read again after a restart.
     pub in_flight: Vec<InFlight>,
+    /// Windows whose committed read was incomplete, by due time (absent before version 2).
+    #[serde(default)]
+    pub retries: Vec<RetryWindow>,
 }
 
 /// A range swept window by window: `[from, until)`, handed out up to `cursor`.
@@ -135,7 +145,7 @@ pub enum CheckpointError {
         excerpt: String,
     },
     /// Written by a connector with a newer (or unknown) format.
-    #[error("checkpoint version {found} is not supported by this build (it reads version {supported}); upgrade the connector")]
+    #[error("checkpoint version {found} is not supported by this build (it reads versions 1 to {supported}); upgrade the connector")]
     UnsupportedVersion {
         /// Version in the record.
         found: u32,
@@ -176,12 +186,7 @@ impl Checkpoint {
             excerpt: excerpt(&String::from_utf8_lossy(b), 200),
         };
         let v: VersionOnly = serde_json::from_slice(b).map_err(malformed)?;
-        if v.version != CHECKPOINT_VERSION {
-            return Err(CheckpointError::UnsupportedVersion {
-                found: v.version,
-                supported: CHECKPOINT_VERSION,
-            });
-        }
+        check_version(v.version)?;
         let cp: Checkpoint = serde_json::from_slice(b).map_err(malformed)?;
         cp.validate()?;
         Ok(cp)
@@ -190,12 +195,7 @@ impl Checkpoint {
     /// Checks the version and that every range is well formed and every time is plausible
     /// (years 1970..=9999, whole seconds), so planning arithmetic cannot overflow.
     pub fn validate(&self) -> Result<(), CheckpointError> {
-        if self.version != CHECKPOINT_VERSION {
-            return Err(CheckpointError::UnsupportedVersion {
-                found: self.version,
-                supported: CHECKPOINT_VERSION,
-            });
-        }
+        check_version(self.version)?;
         let invalid = |what: String| Err(CheckpointError::Invalid { what });
         let sane = |t: &DateTime<Utc>| {
             (1970..=9999).contains(&t.year()) && t.timestamp_subsec_nanos() == 0
@@ -218,15 +218,32 @@ impl Checkpoint {
                 }
             }
         }
+        let window_ok = |w: &Window| sane(&w.since) && sane(&w.before) && w.since < w.before;
         for (i, f) in self.in_flight.iter().enumerate() {
-            let w = f.window;
-            if !(sane(&w.since) && sane(&w.before) && w.since < w.before) {
+            if !window_ok(&f.window) {
+                let w = f.window;
                 return invalid(format!(
                     "in_flight[{i}] window {w} is empty or out of range"
                 ));
             }
         }
+        for (i, r) in self.retries.iter().enumerate() {
+            if !window_ok(&r.window) || !sane(&r.due) {
+                return invalid(format!("retries[{i}] {r:?} is empty or out of range"));
+            }
+        }
         Ok(())
+    }
+}
+
+fn check_version(found: u32) -> Result<(), CheckpointError> {
+    if (OLDEST_CHECKPOINT_VERSION..=CHECKPOINT_VERSION).contains(&found) {
+        Ok(())
+    } else {
+        Err(CheckpointError::UnsupportedVersion {
+            found,
+            supported: CHECKPOINT_VERSION,
+        })
     }
 }
 
@@ -265,7 +282,16 @@ mod tests {
                     window: Window::new(t(0), t(60)),
                     kind: WindowKind::Rescan { tier: 0 },
                 },
+                InFlight {
+                    window: Window::new(t(70), t(71)),
+                    kind: WindowKind::Retry { attempt: 2 },
+                },
             ],
+            retries: vec![RetryWindow {
+                window: Window::new(t(100), t(101)),
+                attempts: 1,
+                due: t(4005),
+            }],
         }
     }
 
@@ -275,18 +301,38 @@ mod tests {
         let bytes = cp.to_bytes();
         assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), cp);
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.starts_with("{\"version\":1,"), "{text}");
+        assert!(text.starts_with("{\"version\":2,"), "{text}");
+        assert!(text.contains(r#""kind":{"retry":{"attempt":2}}"#), "{text}");
+    }
+
+    /// A checkpoint written by the previous format (version 1, no retries) still resumes.
+    #[test]
+    fn version_1_checkpoints_are_read_with_no_retries() {
+        let v1 = r#"{"version":1,"watermark":"2023-11-14T22:13:20Z","lookback":null,
+            "rescans":[{"max_age_secs":0,"every_secs":86400,"pass":null}],
+            "in_flight":[{"window":{"since":"2023-11-14T22:13:20Z","before":"2023-11-14T23:13:20Z"},
+            "kind":"forward"},{"window":{"since":"2023-11-14T20:00:00Z","before":"2023-11-14T21:00:00Z"},
+            "kind":{"rescan":{"tier":0}}}]}"#;
+        let cp = Checkpoint::from_bytes(v1.as_bytes()).unwrap();
+        assert_eq!(cp.version, 1);
+        assert_eq!(cp.watermark, t(0));
+        assert_eq!(cp.in_flight.len(), 2);
+        assert!(cp.retries.is_empty());
     }
 
     #[test]
     fn future_version_is_fatal_even_if_shape_changed() {
-        let e = Checkpoint::from_bytes(br#"{"version":2,"something":"else"}"#).unwrap_err();
+        let e = Checkpoint::from_bytes(br#"{"version":3,"something":"else"}"#).unwrap_err();
         assert!(matches!(
             e,
             CheckpointError::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
+        ));
+        assert!(matches!(
+            Checkpoint::from_bytes(br#"{"version":0}"#),
+            Err(CheckpointError::UnsupportedVersion { found: 0, .. })
         ));
         assert_eq!(e.class(), ErrorClass::Fatal);
     }
@@ -303,6 +349,12 @@ mod tests {
         ));
         let mut cp = sample();
         cp.in_flight[0].window = Window::new(t(10), t(10));
+        assert!(matches!(
+            Checkpoint::from_bytes(&cp.to_bytes()),
+            Err(CheckpointError::Invalid { .. })
+        ));
+        let mut cp = sample();
+        cp.retries[0].window = Window::new(t(5), t(5));
         assert!(matches!(
             Checkpoint::from_bytes(&cp.to_bytes()),
             Err(CheckpointError::Invalid { .. })

@@ -18,6 +18,11 @@ pub enum WindowKind {
         /// Index of the tier in the configuration.
         tier: usize,
     },
+    /// Re-read of a window whose last read was incomplete (not every row seen).
+    Retry {
+        /// Incomplete reads of the window in a row before this one.
+        attempt: u32,
+    },
 }
 
 impl WindowKind {
@@ -27,6 +32,7 @@ impl WindowKind {
             WindowKind::Forward => "forward",
             WindowKind::Lookback => "lookback",
             WindowKind::Rescan { .. } => "rescan",
+            WindowKind::Retry { .. } => "retry",
         }
     }
 }
@@ -42,4 +48,20 @@ pub struct PlannedWindow {
     pub seq: u64,
     /// The `now` of the batch that handed it out.
     pub planned_at: DateTime<Utc>,
+}
+
+/// What reading a window came to, as far as the planner cares: whether the read was complete
+/// (every row of the window seen; see `WindowRead::complete`) and what it cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadSummary {
+    /// `totalCount` the read ended with.
+    pub total_count: u64,
+    /// Every row of the window was seen.
+    pub complete: bool,
+    /// Page requests made.
+    pub requests: u32,
+    /// Of those, requests after the first pass (drift, unstable order).
+    pub reread_requests: u32,
+    /// Pages the rows fill: `ceil(total_count / page_size)` (0 when empty).
+    pub pages: u32,
 }

@@ -13,24 +13,37 @@
 //!    batch holds at most `rescan_budget_fraction` re-scan windows (at least one, and never the
 //!    whole batch); once caught up they may fill it. Tiers with work share slots round-robin.
 //!
-//! Ordering contract with the pipeline: results are applied, and [`Planner::on_committed`]
+//! 4. **Retries**: a window whose committed read was incomplete (not every row seen; see
+//!    [`ReadSummary::complete`]) is read again soon, after a delay that doubles while it stays
+//!    incomplete ([`super::retry`]). Retries share the re-scan slots of a batch, ahead of new
+//!    re-scan windows, and never hold back the watermark.
+//!
+//! Windows that held more rows than `split_threshold` are remembered as dense
+//! ([`super::dense`]): re-reads of them start at the width that worked, and windows end at the
+//! edge of a dense range instead of shrinking to its narrowest part.
+//!
+//! Ordering contract with the pipeline: [`Planner::record_read`] tells the planner how each read
+//! went before its checkpoint is taken; results are applied, and [`Planner::on_committed`]
 //! called, in hand-out order (`seq`). [`Planner::split`] replaces a window by its halves AND
 //! takes back every window handed out after it: the pipeline must drop those results too; they
 //! come again, after the halves, in the next batch. [`Planner::rewind`] takes back everything
 //! not committed. Taken-back windows are handed out again unchanged, so a failed transaction
 //! re-plans exactly the same windows.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use tracing::{debug, info};
 
 use super::checkpoint::{Checkpoint, InFlight, RescanCursor, Sweep, CHECKPOINT_VERSION};
+use super::dense::DenseRanges;
 pub use super::error::PlanError;
-pub use super::kind::{PlannedWindow, WindowKind};
-use super::rescan::{fresh_cursor, rescan_cap, secs, start_if_due, DenseRanges};
+pub use super::kind::{PlannedWindow, ReadSummary, WindowKind};
+use super::rescan::{fresh_cursor, rescan_cap, secs, start_if_due, PassCost};
+use super::retry::{self, RetryWindow};
 use super::window::Window;
 use crate::config::{RescanTier, WindowsConfig};
+use crate::ops::metrics::names;
 
 /// Decides the windows to read; see the module docs.
 #[derive(Debug)]
@@ -54,6 +67,15 @@ pub struct Planner {
     next_tier: usize,
     credit: f64,
     dense: DenseRanges,
+    split_threshold: u64,
+    /// First delay before an incomplete window is read again, seconds.
+    retry_base_secs: i64,
+    /// Windows whose committed read was incomplete, by due time.
+    retries: Vec<RetryWindow>,
+    /// How the reads of outstanding windows went, by `seq` ([`Planner::record_read`]).
+    reads: HashMap<u64, ReadSummary>,
+    /// Per tier, what its current pass has cost so far.
+    pass_costs: Vec<PassCost>,
 }
 
 fn whole(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -86,6 +108,13 @@ impl Planner {
             next_tier: 0,
             credit: 0.0,
             dense: DenseRanges::default(),
+            split_threshold: cfg.split_threshold,
+            retry_base_secs: i64::try_from(cfg.poll_interval_ms / 1000)
+                .unwrap_or(retry::MAX_RETRY_DELAY_SECS)
+                .max(1),
+            retries: Vec::new(),
+            reads: HashMap::new(),
+            pass_costs: vec![PassCost::default(); cfg.rescan.len()],
         };
         if let Some(cp) = checkpoint {
             cp.validate()?;
@@ -97,6 +126,8 @@ impl Planner {
                 .map(|f| f.window.before)
                 .fold(cp.watermark, DateTime::max);
             p.lookback = cp.lookback;
+            p.retries = cp.retries;
+            p.retries.sort_by_key(|r| r.due);
             let mut reset = vec![false; p.tiers.len()];
             for (i, tier) in p.tiers.iter().enumerate() {
                 match cp.rescans.get(i) {
@@ -132,16 +163,22 @@ impl Planner {
         }
         let limit = now - self.settle;
         let watermark = self.watermark();
-        for (i, c) in self.rescans.iter_mut().enumerate() {
+        for (i, (c, cost)) in self
+            .rescans
+            .iter_mut()
+            .zip(&mut self.pass_costs)
+            .enumerate()
+        {
             if start_if_due(c, now, self.start, watermark) {
+                *cost = PassCost::default();
                 if let Some(p) = &c.pass {
                     info!(tier = i, from = %p.sweep.from, until = %p.sweep.until, "Re-scan pass started.");
                 }
             }
         }
         let forward_left = self.frontier < limit || self.pending_has(|k| k == WindowKind::Forward);
-        let rescan_left =
-            self.rescan_left() || self.pending_has(|k| matches!(k, WindowKind::Rescan { .. }));
+        let retry_due = self.retries.first().is_some_and(|r| r.due <= now);
+        let rescan_left = self.rescan_left() || self.pending_has(is_reread) || retry_due;
         let cap = if !forward_left {
             max
         } else if rescan_left {
@@ -150,13 +187,14 @@ impl Planner {
             0
         };
 
-        // 1. Taken-back windows and split halves, in order; re-scans among them within the cap.
+        // 1. Taken-back windows and split halves, in order; re-scans and retries among them
+        // within the cap. Then retries that are due, within the cap.
         let mut batch: Vec<InFlight> = Vec::new();
         let mut rescans = 0usize;
         let mut kept = VecDeque::new();
         let mut blocked = false;
         while let Some(p) = self.pending.pop_front() {
-            let is_rescan = matches!(p.kind, WindowKind::Rescan { .. });
+            let is_rescan = is_reread(p.kind);
             if batch.len() >= max || (is_rescan && (blocked || rescans >= cap)) {
                 blocked |= is_rescan;
                 kept.push_back(p);
@@ -166,6 +204,18 @@ impl Planner {
             batch.push(p);
         }
         self.pending = kept;
+        if !blocked {
+            let room = cap.saturating_sub(rescans).min(max - batch.len());
+            for r in retry::take_due(&mut self.retries, now, room) {
+                rescans += 1;
+                batch.push(InFlight {
+                    window: r.window,
+                    kind: WindowKind::Retry {
+                        attempt: r.attempts,
+                    },
+                });
+            }
+        }
 
         // 2. Forward, keeping the re-scan share free; 3. lookback once caught up; 4. re-scans;
         // 5. forward again into slots re-scans did not use.
@@ -209,7 +259,7 @@ impl Planner {
         };
         self.next_seq += 1;
         self.outstanding.push_back(w);
-        metrics::counter!("tanma_plan_windows_total", "kind" => f.kind.as_str()).increment(1);
+        metrics::counter!(names::PLAN_WINDOWS_TOTAL, "kind" => f.kind.as_str()).increment(1);
         w
     }
 
@@ -309,6 +359,13 @@ impl Planner {
             return Err(PlanError::Unsplittable { window: w.window });
         };
         let taken: Vec<PlannedWindow> = self.outstanding.drain(pos..).collect();
+        self.reads.retain(|seq, _| *seq < w.seq);
+        if let WindowKind::Rescan { tier } = w.kind {
+            // The first page that found the window too large.
+            if let Some(cost) = self.pass_costs.get_mut(tier) {
+                cost.requests += 1;
+            }
+        }
         let halves = [a, b].map(|window| InFlight {
             window,
             kind: w.kind,
@@ -323,7 +380,7 @@ impl Planner {
             self.pending.push_front(f);
         }
         self.dense.record(w.window);
-        metrics::counter!("tanma_plan_splits_total", "kind" => w.kind.as_str()).increment(1);
+        metrics::counter!(names::WINDOWS_SPLIT_TOTAL, "kind" => w.kind.as_str()).increment(1);
         debug!(window = %w.window, kind = w.kind.as_str(), taken_back = taken.len() - 1, "Window split.");
         Ok(())
     }
@@ -356,12 +413,19 @@ impl Planner {
                 }
             }
         }
+        let mut retries = self.retries.clone();
+        for o in self.outstanding.iter().filter(|o| o.seq <= w.seq) {
+            if let Some(read) = self.reads.get(&o.seq) {
+                retry::after_read(&mut retries, o, read, self.retry_base_secs);
+            }
+        }
         Checkpoint {
             version: CHECKPOINT_VERSION,
             watermark,
             lookback: self.lookback,
             rescans,
             in_flight: remaining,
+            retries,
         }
     }
 
@@ -378,6 +442,7 @@ impl Planner {
                 .map(to_in_flight)
                 .chain(self.pending.iter().copied())
                 .collect(),
+            retries: self.retries.clone(),
         }
     }
 
@@ -406,11 +471,24 @@ impl Planner {
         }
         self.outstanding.pop_front();
         self.committed_watermark = cp.watermark;
+        self.retries = cp.retries;
+        if let Some(read) = self.reads.remove(&w.seq) {
+            self.learn(w, &read);
+        }
         for (i, (old, new)) in self.rescans.iter_mut().zip(cp.rescans).enumerate() {
             let was_running = old.pass.as_ref().is_some_and(|p| p.running());
             if was_running && new.pass.as_ref().is_some_and(|p| !p.running()) {
-                info!(tier = i, "Re-scan pass completed.");
-                metrics::counter!("tanma_plan_rescan_passes_total", "tier" => i.to_string())
+                let cost = self.pass_costs.get(i).copied().unwrap_or_default();
+                cost.export(i);
+                info!(
+                    tier = i,
+                    windows = cost.windows,
+                    requests = cost.requests,
+                    reread_requests = cost.reread_requests,
+                    pages = cost.pages,
+                    "Re-scan pass completed."
+                );
+                metrics::counter!(names::PLAN_RESCAN_PASSES_TOTAL, "tier" => i.to_string())
                     .increment(1);
             }
             *old = new;
@@ -418,7 +496,7 @@ impl Planner {
         Ok(())
     }
 
-    fn not_outstanding(&self, w: &PlannedWindow) -> PlanError {
+    pub(super) fn not_outstanding(&self, w: &PlannedWindow) -> PlanError {
         PlanError::NotOutstanding {
             window: w.window,
             seq: w.seq,
@@ -430,10 +508,11 @@ impl Planner {
     /// out again, in the same order, by the next [`Planner::next_batch`].
     pub fn rewind(&mut self) {
         let taken = self.outstanding.len();
+        self.reads.clear();
         while let Some(o) = self.outstanding.pop_back() {
             self.pending.push_front(to_in_flight(&o));
         }
-        metrics::counter!("tanma_plan_rewinds_total").increment(1);
+        metrics::counter!(names::PLAN_REWINDS_TOTAL).increment(1);
         debug!(taken_back = taken, "Planner rewound to the last commit.");
     }
 
@@ -486,12 +565,20 @@ impl Planner {
     }
 }
 
+/// Re-scan and retry windows: re-reads that share a batch's re-scan slots.
+fn is_reread(k: WindowKind) -> bool {
+    matches!(k, WindowKind::Rescan { .. } | WindowKind::Retry { .. })
+}
+
 fn to_in_flight(o: &PlannedWindow) -> InFlight {
     InFlight {
         window: o.window,
         kind: o.kind,
     }
 }
+
+#[path = "planner_reads.rs"]
+mod reads;
 
 #[cfg(test)]
 #[path = "planner_tests.rs"]

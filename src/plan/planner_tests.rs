@@ -9,11 +9,11 @@ use rand_chacha::ChaCha8Rng;
 
 const T0: i64 = 1_700_000_000;
 
-fn t(s: i64) -> DateTime<Utc> {
+pub(super) fn t(s: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(T0 + s, 0).unwrap()
 }
 
-fn cfg(
+pub(super) fn cfg(
     window: u64,
     settle: u64,
     lookback: u64,
@@ -60,7 +60,7 @@ fn forward(ws: &[PlannedWindow]) -> Vec<Window> {
         .collect()
 }
 
-fn assert_partition(ws: &[Window], from: DateTime<Utc>, until: DateTime<Utc>) {
+pub(super) fn assert_partition(ws: &[Window], from: DateTime<Utc>, until: DateTime<Utc>) {
     let mut at = from;
     for w in ws {
         assert_eq!(w.since, at, "gap or overlap at {w} in {ws:?}");
@@ -433,6 +433,71 @@ fn dense_ranges_start_split_on_the_next_pass() {
         .all(|w| !(w.since < t(2000) && w.before > t(1000)) || w.secs() <= 500));
 }
 
+/// A summary of a complete read of `total` rows.
+pub(super) fn read_of(total: u64, complete: bool) -> ReadSummary {
+    ReadSummary {
+        total_count: total,
+        complete,
+        requests: 1,
+        reread_requests: 0,
+        pages: total.div_ceil(100) as u32,
+    }
+}
+
+/// Runs batches at `now` like the pipeline, over data that is sparse except one second at `bulk`
+/// holding 2,000 rows (threshold 1,000): a window holding it is split unless it is one second.
+/// Returns the windows committed.
+fn drain_with_bulk(p: &mut Planner, now: DateTime<Utc>, bulk: DateTime<Utc>) -> Vec<PlannedWindow> {
+    let mut all = Vec::new();
+    for _ in 0..10_000 {
+        let batch = p.next_batch(now, 4);
+        if batch.is_empty() {
+            return all;
+        }
+        for w in batch {
+            let holds = w.window.since <= bulk && bulk < w.window.before;
+            if holds && w.window.secs() > 1 {
+                p.split(&w).unwrap();
+                break;
+            }
+            p.record_read(&w, read_of(if holds { 2_000 } else { 10 }, true))
+                .unwrap();
+            p.on_committed(&w).unwrap();
+            all.push(w);
+        }
+    }
+    panic!("planner never ran out of work");
+}
+
+/// The case: a bulk second above the threshold made every later re-scan crawl the
+/// surrounding windows one second at a time. Now a re-scan reads the second alone and the rest of
+/// the range in windows of full width, ending at its edges.
+#[test]
+fn a_dense_second_is_read_alone_and_rescans_do_not_crawl() {
+    let day = 86_400;
+    let mut c = cfg(day as u64, 0, 0, &[(0, 10)], 1.0);
+    c.split_threshold = 1_000;
+    let mut p = Planner::new(&c, None).unwrap();
+    let bulk = t(day + 50_000);
+    let backfill = drain_with_bulk(&mut p, t(3 * day), bulk);
+    let second = Window::new(bulk, bulk + TimeDelta::seconds(1));
+    assert!(backfill.iter().any(|w| w.window == second));
+    let rescan = drain_with_bulk(&mut p, t(3 * day + 20), bulk);
+    let ws: Vec<Window> = rescan
+        .iter()
+        .filter(|w| matches!(w.kind, WindowKind::Rescan { .. }))
+        .map(|w| w.window)
+        .collect();
+    assert_partition(&ws, t(0), t(3 * day));
+    assert!(ws.contains(&second), "{ws:?}");
+    assert!(ws.len() <= 5, "{} windows: {ws:?}", ws.len());
+    let cost = p.pass_costs[0];
+    assert_eq!(
+        (cost.windows, cost.requests),
+        (ws.len() as u64, ws.len() as u64)
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -483,6 +548,7 @@ proptest! {
                     let pass = p.rescans[tier].pass.clone().unwrap();
                     passes.entry((tier, pass.started_at)).or_insert((pass.sweep, Vec::new())).1.push(w.window);
                 }
+                p.record_read(&w, read_of(10, r >= 30)).unwrap();
                 let cp = p.checkpoint_after(&w);
                 p.on_committed(&w).unwrap();
                 prop_assert_eq!(p.watermark(), cp.watermark);

@@ -1,13 +1,11 @@
-//! Re-scan scheduling pieces: when a tier's pass is due, the per-batch budget, and the memory of
-//! dense ranges (ranges that needed splitting start split when read again).
-
-use std::collections::VecDeque;
+//! Re-scan scheduling pieces: when a tier's pass is due, the per-batch budget, and what a pass
+//! costs.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::checkpoint::{RescanCursor, RescanPass, Sweep};
-use super::window::Window;
 use crate::config::RescanTier;
+use crate::ops::metrics::names;
 
 /// Longest duration the planner works with (100 years); larger configured values are clamped so
 /// time arithmetic cannot overflow.
@@ -78,48 +76,30 @@ pub(crate) fn rescan_cap(fraction: f64, max: usize, credit: &mut f64) -> usize {
     share.max(1).min(max - 1)
 }
 
-/// Ranges that turned out too dense for a window of their width, with the widest window that
-/// may be tried inside them next time. Bounded: the oldest entries are forgotten first.
-#[derive(Debug, Default)]
-pub(crate) struct DenseRanges {
-    entries: VecDeque<(Window, i64)>,
+/// What the current pass of one re-scan tier has cost so far (in this process: a restart
+/// starts counting again). Exported when the pass completes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PassCost {
+    /// Windows committed.
+    pub windows: u64,
+    /// Page requests, split probes and re-reads included.
+    pub requests: u64,
+    /// Of those, requests after each window's first pass (drift, unstable order).
+    pub reread_requests: u64,
+    /// Pages the windows' rows fill: `Σ ceil(totalCount / page_size)` (an empty window adds 0,
+    /// though reading it costs a request).
+    pub pages: u64,
 }
 
-/// Most dense ranges remembered.
-const DENSE_CAPACITY: usize = 4096;
-
-impl DenseRanges {
-    /// `w` needed splitting: windows inside it should be at most half its width.
-    pub(crate) fn record(&mut self, w: Window) {
-        let width = (w.secs() / 2).max(1);
-        if let Some(e) = self.entries.iter_mut().find(|(x, _)| *x == w) {
-            e.1 = e.1.min(width);
-            return;
-        }
-        if self.entries.len() >= DENSE_CAPACITY {
-            self.entries.pop_front();
-        }
-        self.entries.push_back((w, width));
-    }
-
-    /// The width to use for a window starting at `since` that would like `preferred` seconds:
-    /// shrunk until it fits every dense range it overlaps.
-    pub(crate) fn width_at(&self, since: DateTime<Utc>, preferred: i64) -> i64 {
-        let mut width = preferred.max(1);
-        loop {
-            let end = since + TimeDelta::seconds(width);
-            let narrower = self
-                .entries
-                .iter()
-                .filter(|(w, _)| w.since < end && w.before > since)
-                .map(|(_, max)| *max)
-                .filter(|max| *max < width)
-                .min();
-            match narrower {
-                Some(n) => width = n.max(1),
-                None => return width,
-            }
-        }
+impl PassCost {
+    /// Sets the `tanma_rescan_pass_*` gauges of `tier` to this (completed) pass.
+    pub(crate) fn export(&self, tier: usize) {
+        let t = tier.to_string();
+        metrics::gauge!(names::RESCAN_PASS_WINDOWS, "tier" => t.clone()).set(self.windows as f64);
+        metrics::gauge!(names::RESCAN_PASS_REQUESTS, "tier" => t.clone()).set(self.requests as f64);
+        metrics::gauge!(names::RESCAN_PASS_REREAD_REQUESTS, "tier" => t.clone())
+            .set(self.reread_requests as f64);
+        metrics::gauge!(names::RESCAN_PASS_PAGES, "tier" => t).set(self.pages as f64);
     }
 }
 
@@ -179,16 +159,5 @@ mod tests {
         });
         assert!(start_if_due(&mut cur, t(1000), t(0), t(0)));
         assert!(!cur.pass.unwrap().running());
-    }
-
-    #[test]
-    fn dense_ranges_shrink_windows_that_overlap_them() {
-        let mut d = DenseRanges::default();
-        d.record(Window::new(t(100), t(200)));
-        d.record(Window::new(t(100), t(150)));
-        assert_eq!(d.width_at(t(0), 50), 50);
-        assert_eq!(d.width_at(t(0), 120), 25);
-        assert_eq!(d.width_at(t(160), 1000), 50);
-        assert_eq!(d.width_at(t(200), 1000), 1000);
     }
 }

@@ -59,6 +59,19 @@ pub enum PublishError {
         /// How long the producer waited for room.
         waited: Duration,
     },
+    /// The broker denied the connector's principal an operation: an ACL is missing.
+    #[error(
+        "Kafka denied this client's principal {operation} on {resource} ({cause}); grant it \
+         (docs/OPERATIONS.md lists every ACL the connector needs)"
+    )]
+    Unauthorized {
+        /// The ACL operation needed, e.g. `Write`.
+        operation: &'static str,
+        /// What it is needed on, e.g. `topic "tanma.customer.events"`.
+        resource: String,
+        /// librdkafka's error.
+        cause: String,
+    },
     /// A record was enqueued but the broker did not accept it.
     #[error("a record for topic {topic:?} was not delivered: {cause}")]
     Delivery {
@@ -81,7 +94,7 @@ pub enum PublishError {
     /// aborted either: whether it committed is unknown until a new producer resolves it.
     #[error(
         "the outcome of the commit for transactional id {transactional_id:?} is unknown ({cause}); \
-         abort also failed ({abort_cause}); restart so the checkpoint tells what was committed"
+         abort also failed ({abort_cause}); recovering from the topics (the checkpoint tells what was committed)"
     )]
     CommitOutcomeUnknown {
         /// The producer's `transactional.id`.
@@ -122,7 +135,10 @@ pub enum PublishError {
         waited: Duration,
     },
     /// Reading the checkpoint topic failed.
-    #[error("reading checkpoint topic {topic:?} failed during {op}: {cause}")]
+    #[error(
+        "reading checkpoint topic {topic:?} failed during {op}: {cause}{}",
+        cause.rdkafka_error_code().map_or("", acl_hint)
+    )]
     CheckpointRead {
         /// The checkpoint topic.
         topic: String,
@@ -133,12 +149,67 @@ pub enum PublishError {
     },
 }
 
+impl PublishError {
+    /// A record for `topic` the broker did not accept: [`PublishError::Unauthorized`] when the
+    /// principal may not write to it, else [`PublishError::Delivery`].
+    pub(crate) fn delivery(topic: &str, cause: KafkaError) -> Self {
+        Self::write_denied(topic, &cause).unwrap_or_else(|| PublishError::Delivery {
+            topic: topic.to_string(),
+            cause,
+        })
+    }
+
+    /// A record for `topic` librdkafka would not take: [`PublishError::Unauthorized`] when the
+    /// principal may not write to it, else [`PublishError::Enqueue`].
+    pub(crate) fn enqueue(topic: &str, cause: KafkaError) -> Self {
+        Self::write_denied(topic, &cause).unwrap_or_else(|| PublishError::Enqueue {
+            topic: topic.to_string(),
+            cause,
+        })
+    }
+
+    fn write_denied(topic: &str, cause: &KafkaError) -> Option<Self> {
+        (cause.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAuthorizationFailed)).then(
+            || PublishError::Unauthorized {
+                operation: "Write",
+                resource: format!("topic {topic:?}"),
+                cause: cause.to_string(),
+            },
+        )
+    }
+
+    /// The producer cannot continue (librdkafka's fatal error `code`): a missing ACL on the
+    /// transactional id or the cluster is [`PublishError::Unauthorized`], anything else
+    /// (fencing above all) [`PublishError::Fenced`].
+    pub(crate) fn fatal(transactional_id: &str, code: RDKafkaErrorCode, reason: String) -> Self {
+        let denied = |operation, resource| PublishError::Unauthorized {
+            operation,
+            resource,
+            cause: format!("{code:?}: {reason}"),
+        };
+        match code {
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed => {
+                denied("Write", format!("transactional id {transactional_id:?}"))
+            }
+            RDKafkaErrorCode::ClusterAuthorizationFailed => denied(
+                "IdempotentWrite",
+                format!("the cluster (transactional id {transactional_id:?})"),
+            ),
+            _ => PublishError::Fenced {
+                transactional_id: transactional_id.to_string(),
+                code,
+                reason,
+            },
+        }
+    }
+}
+
 impl Classify for PublishError {
     fn class(&self) -> ErrorClass {
         match self {
             PublishError::Client { .. }
+            | PublishError::Unauthorized { .. }
             | PublishError::Fenced { .. }
-            | PublishError::CommitOutcomeUnknown { .. }
             | PublishError::Runtime { .. }
             | PublishError::CheckpointPartitions { .. } => ErrorClass::Fatal,
             PublishError::Transaction { cause, .. }
@@ -148,9 +219,10 @@ impl Classify for PublishError {
                 // Nothing of the open transaction can be trusted any more.
                 _ => ErrorClass::Abort,
             },
-            PublishError::QueueFull { .. } | PublishError::DeliveryTimeout { .. } => {
-                ErrorClass::Abort
-            }
+            // The unit may or may not be committed: the pipeline recovers from the log.
+            PublishError::QueueFull { .. }
+            | PublishError::DeliveryTimeout { .. }
+            | PublishError::CommitOutcomeUnknown { .. } => ErrorClass::Abort,
             PublishError::Delivery { cause, .. } => match kafka_error_class(cause) {
                 ErrorClass::Fatal => ErrorClass::Fatal,
                 _ => ErrorClass::Abort,
@@ -184,6 +256,42 @@ pub(crate) fn is_fatal_code(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::IllegalSASLState
             | RDKafkaErrorCode::InvalidTransactionTimeout
     )
+}
+
+/// Error codes that say the client's principal lacks an ACL.
+pub(crate) fn is_authorization_code(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+    )
+}
+
+/// Whether a consumer's `error` is the group coordinator refusing the principal: irrelevant to
+/// the connector's readers, which are assigned their partitions and never join or commit (so
+/// they need no ACL on any group), yet librdkafka looks up the coordinator of their `group.id`.
+pub fn is_group_authorization(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed)
+}
+
+/// Error codes that say the broker refused the client's credentials.
+pub(crate) fn is_authentication_code(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed
+    )
+}
+
+/// What to append to the message of an error with `code`: a pointer to the ACL list when the
+/// principal lacks an ACL, nothing otherwise.
+pub(crate) fn acl_hint(code: RDKafkaErrorCode) -> &'static str {
+    if is_authorization_code(code) {
+        "; the connector's Kafka principal lacks an ACL (docs/OPERATIONS.md lists the ACLs it needs)"
+    } else {
+        ""
+    }
 }
 
 /// The class of a librdkafka error: transaction errors by their own flags (fatal, requires
@@ -252,6 +360,43 @@ mod tests {
             waited: Duration::from_secs(1),
         };
         assert_eq!(timeout.class(), ErrorClass::Retry);
+    }
+
+    #[test]
+    fn missing_acls_are_fatal_and_name_the_resource() {
+        let write = PublishError::delivery(
+            "my.events",
+            KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed),
+        );
+        assert!(
+            matches!(write, PublishError::Unauthorized { .. }),
+            "{write:?}"
+        );
+        assert_eq!(write.class(), ErrorClass::Fatal);
+        assert!(
+            write.to_string().contains("Write on topic \"my.events\""),
+            "{write}"
+        );
+        let txn = PublishError::fatal(
+            "tx-1",
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+            "denied".into(),
+        );
+        assert_eq!(txn.class(), ErrorClass::Fatal);
+        assert!(
+            txn.to_string()
+                .contains("Write on transactional id \"tx-1\""),
+            "{txn}"
+        );
+        let fenced = PublishError::fatal("tx-1", RDKafkaErrorCode::ProducerFenced, "x".into());
+        assert!(matches!(fenced, PublishError::Fenced { .. }), "{fenced:?}");
+        let other = PublishError::delivery(
+            "t",
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+        );
+        assert!(matches!(other, PublishError::Delivery { .. }), "{other:?}");
+        assert!(acl_hint(RDKafkaErrorCode::TopicAuthorizationFailed).contains("ACL"));
+        assert!(acl_hint(RDKafkaErrorCode::InvalidConfig).is_empty());
     }
 
     #[test]

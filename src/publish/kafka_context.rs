@@ -188,14 +188,15 @@ pub fn log_line_level(level: RDKafkaLogLevel, facility: &str, message: &str) -> 
 pub fn client_error_level(code: Option<RDKafkaErrorCode>, reason: &str) -> Level {
     use RDKafkaErrorCode as C;
     match code {
-        Some(C::PartitionEOF) => Level::DEBUG,
+        // A reader assigns its partitions and never joins or commits: librdkafka's lookup of
+        // its group's coordinator may be refused and changes nothing.
+        Some(C::PartitionEOF | C::GroupAuthorizationFailed) => Level::DEBUG,
         Some(C::AllBrokersDown) => Level::WARN,
         Some(
             C::Authentication
             | C::SaslAuthenticationFailed
             | C::SSL
             | C::TopicAuthorizationFailed
-            | C::GroupAuthorizationFailed
             | C::ClusterAuthorizationFailed
             | C::TransactionalIdAuthorizationFailed
             | C::ProducerFenced

@@ -42,7 +42,7 @@ pub mod topics;
 
 pub use checkpoint_store::read_latest;
 pub use client_config::client_config;
-pub use error::PublishError;
+pub use error::{is_group_authorization, PublishError};
 pub use kafka_context::{create_client, KafkaContext};
 pub use producer::{CommitStats, OutRecord, TransactionalProducer};
 pub use read_to_end::{

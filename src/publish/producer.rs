@@ -364,10 +364,7 @@ impl TransactionalProducer {
                 Err((cause, _)) => {
                     return Err(match self.fatal_error() {
                         Some((code, reason)) => self.fenced(code, reason),
-                        None => PublishError::Enqueue {
-                            topic: r.topic.clone(),
-                            cause,
-                        },
+                        None => PublishError::enqueue(&r.topic, cause),
                     })
                 }
             }
@@ -396,10 +393,7 @@ impl TransactionalProducer {
             };
             return Err(match self.fatal_error() {
                 Some((code, reason)) => self.fenced(code, reason),
-                None => PublishError::Delivery {
-                    topic: topic.to_string(),
-                    cause,
-                },
+                None => PublishError::delivery(topic, cause),
             });
         }
         Ok(())
@@ -450,11 +444,7 @@ impl TransactionalProducer {
     }
 
     fn fenced(&self, code: RDKafkaErrorCode, reason: String) -> PublishError {
-        PublishError::Fenced {
-            transactional_id: self.transactional_id.clone(),
-            code,
-            reason,
-        }
+        PublishError::fatal(&self.transactional_id, code, reason)
     }
 
     /// Turns a failed transaction call into a [`PublishError`], naming the fatal cause if the

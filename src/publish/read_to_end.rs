@@ -526,7 +526,8 @@ impl<'t> Reader<'t> {
         }
     }
 
-    /// A consumer error: missing topic and authorization end the read; anything else is
+    /// A consumer error: a missing topic and topic or cluster authorization end the read (group
+    /// authorization does not: see below); anything else is
     /// retried by librdkafka (and bounded by the no-progress timeout).
     fn consume_error<E>(&self, e: KafkaError) -> Result<(), ReadError<E>> {
         match e.rdkafka_error_code() {
@@ -535,15 +536,25 @@ impl<'t> Reader<'t> {
             }),
             Some(
                 RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::GroupAuthorizationFailed
                 | RDKafkaErrorCode::ClusterAuthorizationFailed,
             ) => Err(kafka(self.topic, "consume")(e)),
+            // Assigned, never joined or committed: the group only makes librdkafka look up its
+            // coordinator, which a principal without rights on the group may not. Harmless.
+            Some(RDKafkaErrorCode::GroupAuthorizationFailed) => Ok(()),
             _ => {
                 tracing::debug!(topic = self.topic, error = %e, "Consumer error while reading to the end; librdkafka retries.");
                 Ok(())
             }
         }
     }
+}
+
+/// Whether `e` is a refusal that retrying cannot cure (authentication, authorization).
+fn refused(e: &KafkaError) -> bool {
+    e.rdkafka_error_code().is_some_and(|code| {
+        crate::publish::error::is_authorization_code(code)
+            || crate::publish::error::is_authentication_code(code)
+    })
 }
 
 /// A group id no other reader uses (the reader assigns partitions and never commits).
@@ -568,7 +579,8 @@ fn kafka<'t, E>(
 }
 
 /// Retries `f` while it fails with a transient error (no leader yet right after the topic was
-/// created, a broker briefly away), until `timeout`; a missing topic fails at once.
+/// created, a broker briefly away), until `timeout`; a missing topic and a refused
+/// authentication or authorization fail at once.
 fn retry_until<T, E>(
     timeout: Duration,
     mut f: impl FnMut() -> Result<T, ReadError<E>>,
@@ -576,7 +588,9 @@ fn retry_until<T, E>(
     let started = Instant::now();
     loop {
         match f() {
-            Err(ReadError::Kafka { .. }) if started.elapsed() < timeout => {
+            Err(ReadError::Kafka { ref source, .. })
+                if started.elapsed() < timeout && !refused(source) =>
+            {
                 std::thread::sleep(POLL_WAIT);
             }
             other => return other,

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 
 use super::client_config::{client_config, describe_creation_error};
-use super::error::{is_fatal_code, kafka_error_class};
+use super::error::{acl_hint, is_authentication_code, is_fatal_code, kafka_error_class};
 use super::kafka_context::{create_client, KafkaContext};
 use crate::config::{KafkaConfig, TopicsConfig};
 use crate::error::{Classify, ErrorClass};
@@ -23,6 +24,22 @@ pub enum TopicError {
     Client {
         /// librdkafka's reason.
         cause: String,
+    },
+    /// The broker refused the SASL credentials (seen when the first request fails).
+    #[error(
+        "Kafka at {bootstrap} refused the credentials of SASL user {user:?} \
+         (sasl.mechanism {mechanism}): {code}; check kafka.sasl_username, \
+         kafka.sasl_mechanism and the password (TANMA_KAFKA__SASL_PASSWORD or kafka.sasl_password_file)"
+    )]
+    Authentication {
+        /// `bootstrap.servers`.
+        bootstrap: String,
+        /// `sasl.username`.
+        user: String,
+        /// `sasl.mechanism`.
+        mechanism: String,
+        /// librdkafka's error code.
+        code: RDKafkaErrorCode,
     },
     /// Reading cluster metadata failed.
     #[error("cannot read Kafka metadata ({what}): {cause}")]
@@ -50,7 +67,7 @@ pub enum TopicError {
         cause: KafkaError,
     },
     /// The broker refused to create one topic.
-    #[error("cannot create Kafka topic {topic:?}: {code:?} ({code})")]
+    #[error("cannot create Kafka topic {topic:?}: {code}{}", acl_hint(*.code))]
     Create {
         /// The topic.
         topic: String,
@@ -58,12 +75,25 @@ pub enum TopicError {
         code: RDKafkaErrorCode,
     },
     /// The broker could not describe one topic's configuration.
-    #[error("cannot read the configuration of Kafka topic {topic:?}: {code:?} ({code})")]
+    #[error(
+        "cannot read the configuration of Kafka topic {topic:?}: {code}{}",
+        acl_hint(*.code)
+    )]
     Describe {
         /// The topic.
         topic: String,
         /// The broker's error code.
         code: RDKafkaErrorCode,
+    },
+    /// The broker described no configuration at all for a topic: it does not exist (yet) or the
+    /// principal may not describe its configuration.
+    #[error(
+        "the broker returned no configuration for Kafka topic {topic:?}: the topic is gone or the \
+         connector's principal lacks DescribeConfigs on it (docs/OPERATIONS.md lists the ACLs it needs)"
+    )]
+    NoConfig {
+        /// The topic.
+        topic: String,
     },
     /// A topic has the wrong `cleanup.policy`.
     #[error(
@@ -112,9 +142,9 @@ impl TopicError {
                 ..
             }
             | TopicError::Partitions { found: 0, .. } => true,
-            TopicError::CleanupPolicy { topic, .. } | TopicError::Partitions { topic, .. } => {
-                created.contains(topic)
-            }
+            TopicError::CleanupPolicy { topic, .. }
+            | TopicError::Partitions { topic, .. }
+            | TopicError::NoConfig { topic } => created.contains(topic),
             _ => false,
         }
     }
@@ -142,7 +172,9 @@ impl Classify for TopicError {
                 }
             }
             TopicError::Client { .. }
+            | TopicError::Authentication { .. }
             | TopicError::Missing { .. }
+            | TopicError::NoConfig { .. }
             | TopicError::CleanupPolicy { .. }
             | TopicError::Partitions { .. }
             | TopicError::Runtime { .. } => ErrorClass::Fatal,
@@ -226,10 +258,24 @@ pub async fn partition_count(cfg: &KafkaConfig, topic: &str) -> Result<Option<us
     Ok(counts?.get(topic).copied())
 }
 
+/// Longest wait for a refused login when diagnosing a failed first request.
+const LOGIN_PROBE_WAIT: Duration = Duration::from_secs(10);
+
 /// The admin client and the timeouts of its calls.
 struct Admin {
     client: Arc<AdminClient<KafkaContext>>,
     timeout: Duration,
+    /// The SASL login, for [`refused_login`] (`None` without SASL).
+    login: Option<Arc<Login>>,
+}
+
+/// A SASL login: the client configuration (which holds the password) and, for messages, who
+/// logs in where.
+struct Login {
+    config: ClientConfig,
+    bootstrap: String,
+    user: String,
+    mechanism: String,
 }
 
 impl Admin {
@@ -238,9 +284,22 @@ impl Admin {
         let client = create_client(&config).map_err(|e| TopicError::Client {
             cause: describe_creation_error(&e),
         })?;
+        let sasl = cfg
+            .security_protocol
+            .to_ascii_lowercase()
+            .starts_with("sasl");
+        let login = sasl.then(|| {
+            Arc::new(Login {
+                config: config.clone(),
+                bootstrap: cfg.bootstrap_servers.clone(),
+                user: cfg.sasl_username.clone().unwrap_or_default(),
+                mechanism: cfg.sasl_mechanism.clone().unwrap_or_default(),
+            })
+        });
         Ok(Self {
             client: Arc::new(client),
             timeout: Duration::from_millis(cfg.operation_timeout_ms.max(1)),
+            login,
         })
     }
 
@@ -255,21 +314,34 @@ impl Admin {
     }
 
     /// Partition counts of every topic in the cluster (metadata of all topics, so that the
-    /// lookup never auto-creates one).
+    /// lookup never auto-creates one). A failure that may be a refused SASL login is checked
+    /// with [`refused_login`].
     async fn partition_counts(&self) -> Result<BTreeMap<String, usize>, TopicError> {
         let client = Arc::clone(&self.client);
         let timeout = self.timeout;
-        let metadata =
-            tokio::task::spawn_blocking(move || client.inner().fetch_metadata(None, timeout))
-                .await
-                .map_err(|e| TopicError::Runtime {
-                    op: "fetch_metadata",
-                    detail: e.to_string(),
-                })?
-                .map_err(|cause| TopicError::Metadata {
-                    what: "all topics".into(),
-                    cause,
-                })?;
+        let login = self.login.clone();
+        let metadata = tokio::task::spawn_blocking(move || {
+            client
+                .inner()
+                .fetch_metadata(None, timeout)
+                .map_err(|cause| {
+                    let refused = match &login {
+                        Some(l) if kafka_error_class(&cause) != ErrorClass::Fatal => {
+                            refused_login(l, timeout.min(LOGIN_PROBE_WAIT))
+                        }
+                        _ => None,
+                    };
+                    refused.unwrap_or(TopicError::Metadata {
+                        what: "all topics".into(),
+                        cause,
+                    })
+                })
+        })
+        .await
+        .map_err(|e| TopicError::Runtime {
+            op: "fetch_metadata",
+            detail: e.to_string(),
+        })??;
         Ok(metadata
             .topics()
             .iter()
@@ -339,6 +411,13 @@ impl Admin {
                 topic: spec.name.to_string(),
                 code,
             })?;
+            // rdkafka drops the per-resource error (unknown topic, authorization): an answer
+            // without a single entry is the sign of one.
+            if resource.entries.is_empty() {
+                return Err(TopicError::NoConfig {
+                    topic: spec.name.to_string(),
+                });
+            }
             let found = resource
                 .get("cleanup.policy")
                 .and_then(|e| e.value.clone())
@@ -369,6 +448,36 @@ impl Admin {
         }
         Ok(())
     }
+}
+
+/// librdkafka reports a refused SASL login only as an event on the client's main queue, which
+/// the admin client never serves: its request just fails with a transport error or a timeout.
+/// So after such a failure a consumer (whose queue is served here) connects with the same
+/// configuration; the authentication error it reports within `wait` is returned, `None` if it
+/// gets metadata or sees no such error.
+fn refused_login(login: &Login, wait: Duration) -> Option<TopicError> {
+    let probe: BaseConsumer<KafkaContext> = create_client(&login.config).ok()?;
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if probe
+            .fetch_metadata(None, Duration::from_millis(500))
+            .is_ok()
+        {
+            return None;
+        }
+        while let Some(event) = probe.poll(Duration::ZERO) {
+            let code = event.err().and_then(|e| e.rdkafka_error_code());
+            if let Some(code) = code.filter(|c| is_authentication_code(*c)) {
+                return Some(TopicError::Authentication {
+                    bootstrap: login.bootstrap.clone(),
+                    user: login.user.clone(),
+                    mechanism: login.mechanism.clone(),
+                    code,
+                });
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

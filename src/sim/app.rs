@@ -45,7 +45,7 @@ async fn list(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
     let started = Instant::now();
     let (outcome, resp) = answer(&sh, &headers, &body).await;
     sh.counters.count(outcome);
-    metrics::histogram!("tanma_sim_request_duration_seconds")
+    metrics::histogram!(crate::ops::metrics::names::SIM_REQUEST_DURATION_SECONDS)
         .record(started.elapsed().as_secs_f64());
     resp
 }
@@ -234,13 +234,15 @@ async fn answer(sh: &Shared, headers: &HeaderMap, body: &[u8]) -> (Outcome, Resp
         None => {
             Counters::add(&sh.counters.rows, served);
             Counters::add(&sh.counters.bad_rows, bad_rows);
-            metrics::counter!("tanma_sim_rows_served_total").increment(served);
+            metrics::counter!(crate::ops::metrics::names::SIM_ROWS_SERVED_TOTAL).increment(served);
             (Outcome::Ok, json(StatusCode::OK, bytes))
         }
     }
 }
 
-/// The window's total and the row specs of one page, read under the lock.
+/// The window's total and the row specs of one page, read under the lock. With an
+/// `unstable_seed`, rows sharing an add time come in an order drawn from the seed (see
+/// [`tie_shuffled_page`]).
 fn page_specs(
     sh: &Shared,
     since: i64,
@@ -255,21 +257,88 @@ fn page_specs(
     let start = usize::try_from(offset).unwrap_or(usize::MAX);
     let take = usize::try_from(page_size).unwrap_or(0);
     let spec = |i: &u32| w.data.rel(*i).map(|r| r.spec());
+    let ids = w.data.index_slice(lo, hi);
     let specs = match unstable_seed {
         Some(seed) => {
             Counters::add(&sh.counters.unstable, 1);
-            let mut ids = w.data.index_slice(lo, hi).to_vec();
-            ids.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-            ids.iter().skip(start).take(take).filter_map(spec).collect()
+            let at = |i: &u32| w.data.rel(*i).map_or(i64::MAX, |r| r.add_time);
+            tie_shuffled_page(ids, at, start, take, seed)
+                .iter()
+                .filter_map(spec)
+                .collect()
         }
-        None => w
-            .data
-            .index_slice(lo, hi)
-            .iter()
-            .skip(start)
-            .take(take)
-            .filter_map(spec)
-            .collect(),
+        None => ids.iter().skip(start).take(take).filter_map(spec).collect(),
     };
     (total, specs)
+}
+
+/// Positions `[start, start + take)` of `ids` (sorted by add time, `at`) after the rows of
+/// every add time have been put in a random order drawn from `seed`: what one execution of
+/// `ORDER BY addTime LIMIT take OFFSET start` may return when add times tie. Only the runs of
+/// equal add time that overlap the page are shuffled.
+fn tie_shuffled_page(
+    ids: &[u32],
+    at: impl Fn(&u32) -> i64,
+    start: usize,
+    take: usize,
+    seed: u64,
+) -> Vec<u32> {
+    let end = start.saturating_add(take).min(ids.len());
+    let (Some(first), Some(last)) = (ids.get(start), end.checked_sub(1).and_then(|e| ids.get(e)))
+    else {
+        return Vec::new();
+    };
+    let (t_first, t_last) = (at(first), at(last));
+    let run_lo = ids.partition_point(|i| at(i) < t_first);
+    let run_hi = ids.partition_point(|i| at(i) <= t_last);
+    let mut runs = ids.get(run_lo..run_hi).unwrap_or_default().to_vec();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for run in runs.chunk_by_mut(|a, b| at(a) == at(b)) {
+        run.shuffle(&mut rng);
+    }
+    runs.get(start - run_lo..end - run_lo)
+        .unwrap_or_default()
+        .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tie_shuffle_keeps_add_time_order_and_reorders_ties_per_seed() {
+        // Add times: 10 rows at t=1, 30 at t=2, 10 at t=3.
+        let times: Vec<i64> = (0..50)
+            .map(|i| match i {
+                0..10 => 1,
+                10..40 => 2,
+                _ => 3,
+            })
+            .collect();
+        let ids: Vec<u32> = (0..50).collect();
+        let at = |i: &u32| times[*i as usize];
+        let page = |seed, start| tie_shuffled_page(&ids, at, start, 10, seed);
+        // Pages never mix add times out of order, and the first and last runs of whole
+        // distinct times stay whole.
+        for seed in 0..20 {
+            let all: Vec<u32> = (0..5).flat_map(|p| page(seed, p * 10)).collect();
+            assert!(all.windows(2).all(|w| at(&w[0]) <= at(&w[1])));
+            let mut first: Vec<u32> = page(seed, 0);
+            first.sort_unstable();
+            assert_eq!(first, (0..10).collect::<Vec<_>>());
+        }
+        // The tied rows of t=2 come in a different order for different seeds: paging them with
+        // a new seed per request repeats some rows and skips others.
+        assert_ne!(page(1, 10), page(2, 10));
+        let mut seen: Vec<u32> = (1..=3).flat_map(|p| page(100 + p as u64, p * 10)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert!(
+            seen.len() < 30,
+            "three pages of new orders covered every tied row"
+        );
+        // Past the end: nothing.
+        assert!(page(1, 50).is_empty());
+        assert_eq!(tie_shuffled_page(&ids, at, 45, 10, 1).len(), 5);
+    }
 }

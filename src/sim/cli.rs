@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::config::{MutationRates, SimConfig};
+use super::config::{BulkImports, MutationRates, SimConfig};
 use super::faults::FaultConfig;
 use super::handle::SimHandle;
 
@@ -93,9 +93,17 @@ pub struct SimArgs {
     /// Probability of paging drift on pages ≥ 2.
     #[arg(long, env = "SIM_FAULT_DRIFT", default_value_t = 0.0)]
     pub fault_drift: f64,
-    /// Probability of a shuffled window order.
+    /// Probability that a request orders rows sharing an add time at random (a new order per
+    /// request, as SQL `ORDER BY addTime LIMIT/OFFSET` may with ties); 1 = every request.
     #[arg(long, env = "SIM_FAULT_UNSTABLE_ORDER", default_value_t = 0.0)]
     pub fault_unstable_order: f64,
+    /// Bulk imports: add-time seconds (chosen from the seed) that each hold `--bulk-rows`
+    /// relations of new customers, on top of `--customers`.
+    #[arg(long, env = "SIM_BULK_SECONDS", default_value_t = 0)]
+    pub bulk_seconds: u32,
+    /// Relations in each bulk second.
+    #[arg(long, env = "SIM_BULK_ROWS", default_value_t = 0)]
+    pub bulk_rows: u32,
     /// Requests per second before the rate-limit code (0 = off).
     #[arg(long, env = "SIM_RATE_LIMIT_QPS", default_value_t = 0.0)]
     pub rate_limit_qps: f64,
@@ -152,6 +160,10 @@ impl From<SimArgs> for SimConfig {
                 rate_limit_code: a.rate_limit_code,
                 bad_row: a.fault_bad_row,
                 ..FaultConfig::default()
+            },
+            bulk: BulkImports {
+                seconds: a.bulk_seconds,
+                rows: a.bulk_rows,
             },
         }
     }
@@ -215,14 +227,31 @@ mod tests {
             "0.5",
             "--fault-bad-row",
             "0.25",
+            "--fault-unstable-order",
+            "1",
+            "--bulk-seconds",
+            "4",
+            "--bulk-rows",
+            "1500",
         ])
         .unwrap();
         let cfg = SimConfig::from(cli.sim);
         assert_eq!(cfg.time_zone, chrono_tz::UTC);
         assert_eq!(cfg.faults.drift, 0.5);
         assert_eq!(cfg.faults.bad_row, 0.25);
+        assert_eq!(cfg.faults.unstable_order, 1.0);
+        assert_eq!(
+            cfg.bulk,
+            BulkImports {
+                seconds: 4,
+                rows: 1500
+            }
+        );
         assert_eq!((cfg.end - cfg.start).num_days(), 31);
         let bad = Cli::try_parse_from(["x", "--fault-5xx", "2"]).unwrap();
         assert!(SimConfig::from(bad.sim).validate().is_err());
+        let bad = Cli::try_parse_from(["x", "--bulk-seconds", "2"]).unwrap();
+        let e = SimConfig::from(bad.sim).validate().unwrap_err().to_string();
+        assert!(e.contains("bulk: seconds and rows"), "{e}");
     }
 }

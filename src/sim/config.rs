@@ -41,6 +41,8 @@ pub struct SimConfig {
     pub mutation_log_capacity: usize,
     /// Fault rates (changeable at run time).
     pub faults: FaultConfig,
+    /// Bulk imports: seconds that hold many relations at once.
+    pub bulk: BulkImports,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for SimConfig {
             .field("start_paused", &self.start_paused)
             .field("mutation_log_capacity", &self.mutation_log_capacity)
             .field("faults", &self.faults)
+            .field("bulk", &self.bulk)
             .finish()
     }
 }
@@ -83,6 +86,7 @@ impl Default for SimConfig {
             start_paused: false,
             mutation_log_capacity: 1_000_000,
             faults: FaultConfig::default(),
+            bulk: BulkImports::NONE,
         }
     }
 }
@@ -119,6 +123,14 @@ impl SimConfig {
         }
         problems.extend(self.mutations.problems());
         problems.extend(self.faults.problems());
+        problems.extend(self.bulk.problems());
+        let span = (self.end - self.start).num_seconds();
+        if span > 0 && i64::from(self.bulk.seconds) > span {
+            problems.push(format!(
+                "bulk: {} seconds do not fit in the {span} seconds from start to end",
+                self.bulk.seconds
+            ));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -183,6 +195,56 @@ impl MutationRates {
         .filter(|(_, v)| !(v.is_finite() && *v >= 0.0 && *v <= 100_000.0))
         .map(|(k, v)| format!("mutations.{k} must be within [0, 100000], got {v}"))
         .collect()
+    }
+}
+
+/// Bulk imports: `seconds` add-time seconds, chosen from the seed within `[start, end)`, each
+/// holding `rows` relations of new customers (a customer imported with two staff members has
+/// both relations in that second). Rows sharing a second are what page-number paging with ties
+/// gets wrong (see [`FaultConfig::unstable_order`]), and a second with more rows than the
+/// connector's `windows.split_threshold` cannot be split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct BulkImports {
+    /// How many bulk seconds.
+    pub seconds: u32,
+    /// Relations in each bulk second.
+    pub rows: u32,
+}
+
+impl Default for BulkImports {
+    fn default() -> Self {
+        BulkImports::NONE
+    }
+}
+
+impl BulkImports {
+    /// No bulk imports.
+    pub const NONE: BulkImports = BulkImports {
+        seconds: 0,
+        rows: 0,
+    };
+
+    /// Largest `seconds × rows`.
+    pub const MAX_RELATIONS: u64 = 10_000_000;
+
+    fn problems(&self) -> Vec<String> {
+        let total = u64::from(self.seconds) * u64::from(self.rows);
+        if total > Self::MAX_RELATIONS {
+            return vec![format!(
+                "bulk: seconds × rows must be at most {}, got {} × {}",
+                Self::MAX_RELATIONS,
+                self.seconds,
+                self.rows
+            )];
+        }
+        if (self.seconds == 0) != (self.rows == 0) {
+            return vec![format!(
+                "bulk: seconds and rows must both be 0 or both be positive, got {} and {}",
+                self.seconds, self.rows
+            )];
+        }
+        Vec::new()
     }
 }
 

@@ -16,7 +16,7 @@ use super::content::{external_user_id, Renderer, RowSpec};
 use super::SimConfig;
 
 /// One follow relation, compactly.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rel {
     /// Add time, seconds since the epoch.
     pub add_time: i64,
@@ -95,6 +95,60 @@ fn staff_pool(rng: &mut ChaCha8Rng, n: u16) -> Vec<String> {
     set.into_iter().collect()
 }
 
+/// Adds the bulk imports of `cfg.bulk`: new customers whose relations all share a few add-time
+/// seconds. Drawn from their own generator, so the rest of the dataset does not change.
+fn push_bulk(
+    cfg: &SimConfig,
+    staff_count: u16,
+    ext: &mut Vec<[u8; 32]>,
+    rels: &mut Vec<Rel>,
+    cust_first: &mut Vec<u32>,
+) {
+    let bulk = cfg.bulk;
+    if bulk.seconds == 0 || bulk.rows == 0 {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6275_6c6b_0000_0007);
+    let start = cfg.start.timestamp();
+    let span = (cfg.end.timestamp() - start).max(1);
+    let wanted = usize::try_from(i64::from(bulk.seconds).min(span)).unwrap_or(0);
+    let mut seconds = std::collections::BTreeSet::new();
+    while seconds.len() < wanted {
+        seconds.insert(start + rng.random_range(0..span));
+    }
+    let staff = |rng: &mut ChaCha8Rng| {
+        // Skewed like the rest of the dataset: a few staff members import most customers.
+        let x: f64 = rng.random();
+        (((x * x) * f64::from(staff_count)) as u16).min(staff_count - 1)
+    };
+    for add_time in seconds {
+        let mut left = bulk.rows;
+        while left > 0 {
+            let cust = ext.len() as u32;
+            ext.push(external_user_id(cfg.seed, cust));
+            cust_first.push(rels.len() as u32);
+            let first = staff(&mut rng);
+            let mut followers = vec![first];
+            // One in five imported customers comes with a second staff member.
+            if left >= 2 && rng.random_range(0..100) < 20 {
+                let other = u32::from(first) + 1 + rng.random_range(0..u32::from(staff_count) - 1);
+                followers.push((other % u32::from(staff_count)) as u16);
+            }
+            for s in followers {
+                left -= 1;
+                rels.push(Rel {
+                    add_time,
+                    visible_from: 0,
+                    cust,
+                    version: 0,
+                    staff: s,
+                    removed: false,
+                });
+            }
+        }
+    }
+}
+
 impl Dataset {
     /// Builds the dataset of `cfg` deterministically from its seed.
     pub(crate) fn generate(cfg: &SimConfig) -> Dataset {
@@ -155,6 +209,7 @@ impl Dataset {
                 });
             }
         }
+        push_bulk(cfg, staff_count, &mut ext, &mut rels, &mut cust_first);
         cust_first.push(rels.len() as u32);
         let mut index: Vec<u32> = (0..rels.len() as u32).collect();
         {
@@ -379,6 +434,35 @@ mod tests {
             let (a, b) = (d.rels[w[0] as usize], d.rels[w[1] as usize]);
             d.cmp_rel(&a, &b) == Ordering::Less
         })
+    }
+
+    #[test]
+    fn bulk_seconds_hold_their_rows_and_leave_the_rest_alone() {
+        let plain = SimConfig::for_tests(5, 500);
+        let mut cfg = plain.clone();
+        cfg.bulk = crate::sim::BulkImports {
+            seconds: 3,
+            rows: 1_500,
+        };
+        let base = Dataset::generate(&plain);
+        let d = Dataset::generate(&cfg);
+        assert!(ordered(&d));
+        assert_eq!(d.visible(), base.visible() + 4_500);
+        // The regular customers are unchanged.
+        assert_eq!(&d.rels[..base.rels.len()], &base.rels[..]);
+        let mut per_second = std::collections::BTreeMap::<i64, u32>::new();
+        for r in &d.rels[base.rels.len()..] {
+            *per_second.entry(r.add_time).or_default() += 1;
+        }
+        assert_eq!(per_second.len(), 3);
+        assert!(per_second.values().all(|n| *n == 1_500), "{per_second:?}");
+        for (t, _) in per_second {
+            let (lo, hi) = d.window(t, t + 1);
+            assert!(hi - lo >= 1_500);
+        }
+        // Deterministic from the seed.
+        let again = Dataset::generate(&cfg);
+        assert_eq!(again.index, d.index);
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub struct FaultConfig {
     pub error_code_message: String,
     /// Before answering a page ≥ 2, insert a new late relation into the queried window.
     pub drift: f64,
-    /// Serve the window's rows in a per-request shuffled order.
+    /// Order the rows that share an add time at random, a new order for every request that
+    /// draws this fault, as SQL `ORDER BY addTime LIMIT/OFFSET` may with ties: page N of one
+    /// request and page N+1 of the next overlap or leave gaps. Rows of different add times stay
+    /// in add-time order.
     pub unstable_order: f64,
     /// Requests per second allowed before `rate_limit_code` is answered; 0 = no limit.
     pub rate_limit_qps: f64,

@@ -13,7 +13,8 @@
 //! * [`content`]: rows rendered on the fly from `(seed, customer, staff, version)`.
 //! * [`mutations`]: new / late / changed / removed relations and the mutation log.
 //! * [`faults`]: HTTP 5xx, slow answers, malformed bodies, business codes, rate limit, paging
-//!   drift, unstable order.
+//!   drift, an unstable order of rows that share an add time (as SQL paging with ties gives).
+//! * Bulk imports ([`BulkImports`]): seconds holding thousands of relations.
 //! * [`control`]: [`SimControl`] and the `/_sim/` HTTP API.
 //!
 //! The same seed and configuration always give the same dataset; mutation choices are also
@@ -33,7 +34,7 @@ mod state;
 
 pub use app::{CODE_BAD_PARAM, CODE_BAD_SIGNATURE, CODE_CLOCK_SKEW};
 pub use cli::{run, SimArgs};
-pub use config::{MutationRates, SimConfig, SimError};
+pub use config::{BulkImports, MutationRates, SimConfig, SimError};
 pub use control::{SimControl, TruthRow};
 pub use faults::{bad_row_kind, BadRowKind, FaultConfig};
 pub use handle::SimHandle;

@@ -194,7 +194,8 @@ impl World {
             self.log.pop_front();
         }
         self.log.push_back(rec.clone());
-        metrics::counter!("tanma_sim_mutations_total", "kind" => kind.as_str()).increment(1);
+        metrics::counter!(crate::ops::metrics::names::SIM_MUTATIONS_TOTAL, "kind" => kind.as_str())
+            .increment(1);
         Some(rec)
     }
 

@@ -72,7 +72,8 @@ impl Counters {
         if let Some(c) = self.by_outcome.get(o.slot()) {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        metrics::counter!("tanma_sim_requests_total", "outcome" => o.as_str()).increment(1);
+        metrics::counter!(crate::ops::metrics::names::SIM_REQUESTS_TOTAL, "outcome" => o.as_str())
+            .increment(1);
     }
 
     pub(crate) fn add(c: &AtomicU64, n: u64) {

@@ -7,6 +7,7 @@ pub mod outcome;
 pub mod parse;
 pub mod relation;
 mod retry;
+mod seen;
 pub mod sign;
 pub mod timefmt;
 pub mod window_reader;

@@ -29,7 +29,10 @@ try:
     import fastavro
     from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 except ImportError:
-    sys.stderr.write("fastavro is not installed: run `pip install fastavro`\n")
+    sys.stderr.write(
+        f"fastavro is not installed in {sys.executable}: scripts/test makes .venv with it "
+        "(or point TANMA_PYTHON at a Python that has it)\n"
+    )
     sys.exit(3)
 
 FILES = {"event": "customer_change_event.avsc", "snapshot": "customer_snapshot.avsc"}

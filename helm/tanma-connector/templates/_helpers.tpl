@@ -59,12 +59,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "tanma-connector.stateDir" -}}/var/lib/tanma{{- end }}
 
 {{/*
-The connector's config.toml: .Values.config plus the keys the chart owns (state dir, ops listen
-address, secret files). Helm reads every YAML number as a float and toToml writes 3600 as
-3600.0, which the connector's integer keys reject, so integral floats are written back as
-integers (the connector's float keys accept integers).
+The connector's configuration: .Values.config plus the keys the chart owns (state dir, ops
+listen address, secret files), written as JSON with toPrettyJson. No text is rewritten: Go's JSON
+encoder writes every string byte for byte and every integral number without exponent or
+fraction (YAML numbers reach templates as float64: 2592000 stays 2592000, never 2.592e+06), and
+the connector picks the JSON parser from the file's extension.
 */}}
-{{- define "tanma-connector.configToml" -}}
+{{- define "tanma-connector.configFile" -}}config.json{{- end }}
+{{- define "tanma-connector.configPath" -}}/etc/tanma/{{ include "tanma-connector.configFile" . }}{{- end }}
+{{- define "tanma-connector.configJson" -}}
 {{- $cfg := deepCopy .Values.config }}
 {{- $dir := include "tanma-connector.secretDir" . }}
 {{- $_ := set $cfg "state" (merge (dict "dir" (include "tanma-connector.stateDir" .)) (default dict $cfg.state)) }}
@@ -78,13 +81,73 @@ integers (the connector's float keys accept integers).
 {{- if include "tanma-connector.registryAuth" . }}
 {{- $_ := set $cfg.schema_registry "password_file" (printf "%s/%s" $dir .Values.secrets.keys.schemaRegistryPassword) }}
 {{- end }}
-{{- regexReplaceAll "([=\\[,]\\s*-?[0-9]+)\\.0\\b" (toToml $cfg) "${1}" }}
+{{- toPrettyJson $cfg }}
 {{- end }}
+
+{{/* The Grafana dashboard with a uid and title of this release (unique per namespace/release). */}}
+{{- define "tanma-connector.dashboardUid" -}}
+{{- $full := include "tanma-connector.fullname" . }}
+{{- if .Values.dashboards.uid }}
+{{- .Values.dashboards.uid }}
+{{- else }}
+{{- printf "%s-%s" ($full | trunc 31 | trimSuffix "-") (printf "%s/%s" .Release.Namespace $full | sha256sum | trunc 8) }}
+{{- end }}
+{{- end }}
+{{- define "tanma-connector.dashboardJson" -}}
+{{- $d := .Files.Get "dashboards/tanma-connector.json" | mustFromJson }}
+{{- $_ := set $d "uid" (include "tanma-connector.dashboardUid" .) }}
+{{- $_ := set $d "title" (printf "%s (%s/%s)" $d.title .Release.Namespace (include "tanma-connector.fullname" .)) }}
+{{- toPrettyJson $d }}
+{{- end }}
+
+{{/* The image reference; image.repository is required (see tanma-connector.validate). */}}
+{{- define "tanma-connector.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+
+{{/* Mounts of the config file and the secret files: the Deployment's and the Helm test's. */}}
+{{- define "tanma-connector.configMounts" -}}
+- name: config
+  mountPath: {{ include "tanma-connector.configPath" . }}
+  subPath: {{ include "tanma-connector.configFile" . }}
+  readOnly: true
+- name: secrets
+  mountPath: {{ include "tanma-connector.secretDir" . }}
+  readOnly: true
+{{- end }}
+{{/* Volumes behind tanma-connector.configMounts. Secret files: 0440, group fsGroup. */}}
+{{- define "tanma-connector.configVolumes" -}}
+- name: config
+  configMap:
+    name: {{ include "tanma-connector.fullname" . }}
+- name: secrets
+  secret:
+    secretName: {{ include "tanma-connector.secretName" . }}
+    defaultMode: 0440
+{{- end }}
+
+{{/* Seconds between the connector's shutdown grace and Kubernetes' SIGKILL (flush, exit). */}}
+{{- define "tanma-connector.graceMargin" -}}10{{- end }}
 
 {{/* Render-time checks. */}}
 {{- define "tanma-connector.validate" -}}
-{{- if gt (int .Values.replicaCount) 1 }}
-{{- fail "replicaCount must be 0 or 1: the connector owns one Kafka transactional.id, and a second replica would fence the first. Run a separate release with its own config.kafka.transactional_id to split the work." }}
+{{- if ne (int .Values.replicaCount) 1 }}
+{{- fail "replicaCount must be 1: the connector owns one Kafka transactional.id, and a second replica would fence the first. Run a separate release with its own config.kafka.transactional_id to split the work." }}
+{{- end }}
+{{- if not .Values.image.repository }}
+{{- fail "image.repository is required: build the image from the Dockerfile, push it to a registry your cluster can pull from, and set image.repository (e.g. registry.example.com/tanma-connector) and image.tag" }}
+{{- end }}
+{{- if eq (toString .Values.image.tag) "latest" }}
+{{- fail "image.tag \"latest\" is refused: pin the version you pushed (e.g. image.tag=0.1.0), so that a pod restart cannot silently change the connector" }}
+{{- end }}
+{{- $grace := int .Values.terminationGracePeriodSeconds }}
+{{- $ops := default dict .Values.config.ops }}
+{{- $shutdown := 30 }}
+{{- if hasKey $ops "shutdown_grace_secs" }}{{ $shutdown = int $ops.shutdown_grace_secs }}{{ end }}
+{{- range .Values.extraEnv }}{{ if and (eq .name "TANMA_OPS__SHUTDOWN_GRACE_SECS") .value }}{{ $shutdown = int .value }}{{ end }}{{ end }}
+{{- $margin := int (include "tanma-connector.graceMargin" .) }}
+{{- if lt $grace (add $shutdown $margin) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least config.ops.shutdown_grace_secs (%d) + %d: Kubernetes would SIGKILL the connector while it finishes or aborts its open transaction" $grace $shutdown $margin) }}
 {{- end }}
 {{- if not .Values.config.api.base_url }}
 {{- fail "config.api.base_url is required (e.g. https://account.tanmarket.cn/apiServer)" }}
