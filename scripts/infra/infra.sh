@@ -183,8 +183,10 @@ connector_acls() {
     [ "$lacks" = Create ] || echo "$u:Create:topic:$p.$r."
     [ "$lacks" = Write ] || echo "$u:Write:topic:$p.$r."
   done
-  for r in state checkpoint; do
+  for r in state checkpoint dlq; do
     [ "$lacks" = Read ] || echo "$u:Read:topic:$p.$r."
+  done
+  for r in state checkpoint; do
     [ "$lacks" = DescribeConfigs ] || echo "$u:DescribeConfigs:topic:$p.$r."
   done
   [ "$lacks" = TransactionalId ] || echo "$u:Write:transactional-id:$p.txn."

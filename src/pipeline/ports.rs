@@ -188,6 +188,12 @@ impl TransactionalLog for KafkaLog {
             Ok((seen, _)) => Ok(seen),
             // Not created yet (it is created with the others at start; a test may skip it).
             Err(ReadError::TopicMissing { .. }) => Ok(DeadLetters::new()),
+            // Read on the dead-letter topic is recommended, not required (docs/OPERATIONS.md):
+            // without it a restart may dead-letter a row that is still bad once more.
+            Err(e) if e.is_refused() => {
+                tracing::warn!(topic, error = %e, "Cannot read the dead-letter topic (no Read ACL): rows dead-lettered before this start may be dead-lettered once more.");
+                Ok(DeadLetters::new())
+            }
             Err(e) => Err(PublishError::Runtime {
                 op: "read the dead-letter topic",
                 detail: e.to_string(),

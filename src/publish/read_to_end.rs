@@ -144,6 +144,13 @@ pub enum ReadError<E> {
     Callback(E),
 }
 
+impl<E> ReadError<E> {
+    /// Whether the broker refused the principal (authentication or authorization).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ReadError::Kafka { source, .. } if refused(source))
+    }
+}
+
 /// One record, borrowed for the duration of the callback.
 pub struct LogRecord<'a>(Source<'a>);
 
