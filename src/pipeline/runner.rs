@@ -369,9 +369,11 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
         let commit = match faults::commit(&self.log, records, self.faults.as_ref()).await {
             Ok(stats) => stats,
             // The transaction may have committed: only the log can tell.
-            Err(CommitError::Log(e @ PublishError::CommitOutcomeUnknown { .. })) => {
-                return Err(BatchFailure::after_commit(e))
-            }
+            Err(CommitError::Log(
+                e @ (PublishError::CommitOutcomeUnknown { .. }
+                | PublishError::Stuck { .. }
+                | PublishError::ProducerFailed { .. }),
+            )) => return Err(BatchFailure::after_commit(e)),
             Err(CommitError::Log(e)) => return Err(BatchFailure::before_commit(e)),
             Err(CommitError::Injected(i)) => {
                 let committed = i.step().after_commit();

@@ -43,6 +43,21 @@ pub enum PublishError {
         /// librdkafka's fatal error reason.
         reason: String,
     },
+    /// The producer failed fatally for another reason than fencing: it cannot be used again,
+    /// and whether its open transaction committed is unknown. The pipeline recovers with a new
+    /// producer, as a restart would (whose `init_transactions` finds out whether it is fenced).
+    #[error(
+        "Kafka producer with transactional id {transactional_id:?} failed ({code:?}: {reason}); \
+         replacing it and recovering from the topics"
+    )]
+    ProducerFailed {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// librdkafka's fatal error code.
+        code: RDKafkaErrorCode,
+        /// librdkafka's fatal error reason.
+        reason: String,
+    },
     /// A record could not be handed to librdkafka.
     #[error("cannot enqueue a record for topic {topic:?}: {cause}")]
     Enqueue {
@@ -103,6 +118,20 @@ pub enum PublishError {
         cause: String,
         /// Why the abort failed.
         abort_cause: String,
+    },
+    /// A blocking librdkafka call did not return within twice its timeout plus a grace period:
+    /// the producer is unusable and the outcome of its open transaction unknown.
+    #[error(
+        "Kafka call {op} for transactional id {transactional_id:?} did not return within {waited:?}; \
+         replacing the producer and recovering from the topics"
+    )]
+    Stuck {
+        /// The librdkafka call.
+        op: &'static str,
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// How long it was waited for.
+        waited: Duration,
     },
     /// A blocking librdkafka call could not be run or did not return (its task panicked or the
     /// runtime is shutting down).
@@ -179,8 +208,10 @@ impl PublishError {
     }
 
     /// The producer cannot continue (librdkafka's fatal error `code`): a missing ACL on the
-    /// transactional id or the cluster is [`PublishError::Unauthorized`], anything else
-    /// (fencing above all) [`PublishError::Fenced`].
+    /// transactional id or the cluster is [`PublishError::Unauthorized`], fencing (another
+    /// instance took over) [`PublishError::Fenced`], anything else (e.g. the invalid
+    /// transaction state librdkafka can end in when an abort times out across a broker restart,
+    /// confluentinc/librdkafka#3297) [`PublishError::ProducerFailed`].
     pub(crate) fn fatal(transactional_id: &str, code: RDKafkaErrorCode, reason: String) -> Self {
         let denied = |operation, resource| PublishError::Unauthorized {
             operation,
@@ -195,7 +226,15 @@ impl PublishError {
                 "IdempotentWrite",
                 format!("the cluster (transactional id {transactional_id:?})"),
             ),
-            _ => PublishError::Fenced {
+            RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::TransactionCoordinatorFenced => PublishError::Fenced {
+                transactional_id: transactional_id.to_string(),
+                code,
+                reason,
+            },
+            _ => PublishError::ProducerFailed {
                 transactional_id: transactional_id.to_string(),
                 code,
                 reason,
@@ -222,7 +261,9 @@ impl Classify for PublishError {
             // The unit may or may not be committed: the pipeline recovers from the log.
             PublishError::QueueFull { .. }
             | PublishError::DeliveryTimeout { .. }
-            | PublishError::CommitOutcomeUnknown { .. } => ErrorClass::Abort,
+            | PublishError::CommitOutcomeUnknown { .. }
+            | PublishError::Stuck { .. }
+            | PublishError::ProducerFailed { .. } => ErrorClass::Abort,
             PublishError::Delivery { cause, .. } => match kafka_error_class(cause) {
                 ErrorClass::Fatal => ErrorClass::Fatal,
                 _ => ErrorClass::Abort,
@@ -322,6 +363,25 @@ pub(crate) fn kafka_error_class(error: &KafkaError) -> ErrorClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fencing_is_fatal_other_fatal_producer_errors_recover() {
+        let fatal = |code| PublishError::fatal("t", code, "r".into());
+        for code in [
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+            RDKafkaErrorCode::Fenced,
+        ] {
+            let e = fatal(code);
+            assert!(matches!(e, PublishError::Fenced { .. }), "{code:?}: {e:?}");
+            assert_eq!(e.class(), ErrorClass::Fatal, "{code:?}");
+        }
+        let e = fatal(RDKafkaErrorCode::InvalidTransactionalState);
+        assert!(matches!(e, PublishError::ProducerFailed { .. }), "{e:?}");
+        assert_eq!(e.class(), ErrorClass::Abort);
+        let e = fatal(RDKafkaErrorCode::TransactionalIdAuthorizationFailed);
+        assert_eq!(e.class(), ErrorClass::Fatal);
+    }
 
     #[test]
     fn fencing_and_size_errors_are_fatal() {

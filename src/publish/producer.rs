@@ -4,8 +4,15 @@
 //! [`tokio::task::spawn_blocking`]; a transaction is begun only when there is something to write
 //! (Kafka has no heartbeat to keep an idle transaction open); on failure the producer makes a
 //! polite `abort_transaction` unless it is fatally failed, and returns a classified error.
+//!
+//! librdkafka's transactional calls can block past their own timeout (an `abort_transaction`
+//! during a broker restart was seen to never return; confluentinc/librdkafka#3779 reports ten
+//! minutes). No call is awaited longer than twice its timeout plus [`STUCK_GRACE`]: past that
+//! the producer is *stuck*, every later call fails at once with [`PublishError::Stuck`], and the
+//! pipeline replaces it as a restart would (a new producer fences this one).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +33,9 @@ use crate::ops::metrics::names;
 const COMMIT_ATTEMPTS: u32 = 3;
 /// Attempts at `abort_transaction` while it fails with retriable errors.
 const ABORT_ATTEMPTS: u32 = 3;
+/// Added to twice the operation timeout: how long a blocking librdkafka call may take before
+/// the producer counts as stuck.
+const STUCK_GRACE: Duration = Duration::from_secs(10);
 /// Longest pause between two tries at enqueuing into a full queue.
 const QUEUE_FULL_MAX_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -71,6 +81,8 @@ pub struct TransactionalProducer {
     /// Serialises transactions; `true` while a transaction is left open by a failed abort and
     /// must be aborted before the next one begins.
     dangling: Mutex<bool>,
+    /// Set when a blocking call did not return in time (see the module docs).
+    stuck: AtomicBool,
 }
 
 impl std::fmt::Debug for TransactionalProducer {
@@ -115,6 +127,7 @@ impl TransactionalProducer {
             delivery_timeout: Duration::from_millis(cfg.transaction_timeout_ms) + op_timeout,
             queue_full_wait: op_timeout,
             dangling: Mutex::new(false),
+            stuck: AtomicBool::new(false),
         };
         this.blocking("init_transactions", move |p| {
             p.init_transactions(op_timeout)
@@ -136,7 +149,17 @@ impl TransactionalProducer {
     /// On error the open transaction is aborted (unless the producer is fatally failed) and the
     /// classified error is returned: after `Retry` or `Abort` nothing of `records` is visible to
     /// `read_committed` readers and the caller may send the unit of work again.
+    ///
+    /// Once the producer is stuck (a librdkafka call did not return), every error is
+    /// [`PublishError::Stuck`]: whether the transaction committed is unknown.
     pub async fn commit(&self, records: Vec<OutRecord>) -> Result<CommitStats, PublishError> {
+        match self.commit_once(records).await {
+            Err(_) if self.stuck.load(Ordering::Acquire) => Err(self.stuck_error("commit")),
+            result => result,
+        }
+    }
+
+    async fn commit_once(&self, records: Vec<OutRecord>) -> Result<CommitStats, PublishError> {
         let mut dangling = self.dangling.lock().await;
         if records.is_empty() {
             return Ok(CommitStats::default());
@@ -239,18 +262,30 @@ impl TransactionalProducer {
         }
     }
 
+    /// A failed abort, classified like every transactional call (a fatal error of the producer
+    /// is fencing, a missing ACL or [`PublishError::ProducerFailed`]).
     fn abort_error(&self, cause: KafkaError) -> PublishError {
-        PublishError::Transaction {
-            op: "abort_transaction",
-            transactional_id: self.transactional_id.clone(),
-            cause,
-        }
+        self.txn_error("abort_transaction", cause)
     }
 
     /// Drops the producer on a blocking thread (librdkafka's destroy waits for its threads).
+    ///
+    /// Waits at most [`STUCK_GRACE`]: a stuck call still holds the client, which is then freed
+    /// when that call returns.
     pub async fn close(self) {
         let producer = self.producer;
-        let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
+        let drop_it = tokio::task::spawn_blocking(move || drop(producer));
+        if tokio::time::timeout(STUCK_GRACE, drop_it).await.is_err() {
+            tracing::warn!(transactional_id = %self.transactional_id, "The old Kafka producer did not close in time; going on without waiting.");
+        }
+    }
+
+    fn stuck_error(&self, op: &'static str) -> PublishError {
+        PublishError::Stuck {
+            op,
+            transactional_id: self.transactional_id.clone(),
+            waited: self.op_timeout * 2 + STUCK_GRACE,
+        }
     }
 
     /// Begins a transaction, produces `records` in order and waits for every delivery report.
@@ -429,13 +464,23 @@ impl TransactionalProducer {
         F: FnOnce(&FutureProducer<KafkaContext>) -> KafkaResult<T> + Send + 'static,
         T: Send + 'static,
     {
+        if self.stuck.load(Ordering::Acquire) {
+            return Err(self.stuck_error(op));
+        }
         let producer = Arc::clone(&self.producer);
-        tokio::task::spawn_blocking(move || f(&producer))
-            .await
-            .map_err(|e| PublishError::Runtime {
+        let call = tokio::task::spawn_blocking(move || f(&producer));
+        match tokio::time::timeout(self.op_timeout * 2 + STUCK_GRACE, call).await {
+            Ok(joined) => joined.map_err(|e| PublishError::Runtime {
                 op,
                 detail: e.to_string(),
-            })
+            }),
+            Err(_) => {
+                self.stuck.store(true, Ordering::Release);
+                let e = self.stuck_error(op);
+                tracing::warn!(error = %e, "A librdkafka call did not return in time; the producer will be replaced.");
+                Err(e)
+            }
+        }
     }
 
     /// librdkafka's fatal error, if the producer has one (e.g. it was fenced).
