@@ -4,8 +4,9 @@ after the connector has stopped (run with the examples' venv: confluent-kafka + 
 
 1. a duplicate: the first committed event, written again with the same key, value and headers
    (as a replayed range would) -> the consumers drop it by its event_id header;
-2. an event written with an evolved schema: EventType gains DELETED (registered under the events
-   subject, as a newer connector would) -> old readers resolve it to UNKNOWN, the enum's default;
+2. an event written with an evolved schema: EventType gains a symbol no reader knows yet (MERGED,
+   registered under the events subject, as a newer connector would) -> readers resolve it to
+   UNKNOWN, the enum's default;
 3. a tombstone on the state topic for --tombstone KEY -> the customer leaves the table;
 4. an aborted transaction holding an undecodable event and snapshot -> read_committed consumers
    never see them (a read_uncommitted one would report decode errors).
@@ -31,6 +32,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 # tombstone follows its customer's snapshots in the same partition.
 PRODUCER = {"partitioner": "murmur2_random", "enable.idempotence": True}
 ABORTED_ID = b"examples-check-aborted"
+# An event type newer than every reader (the connector's schema already has DELETED).
+FUTURE_TYPE = "MERGED"
 
 
 def first_event(bootstrap: str, topic: str, timeout: float = 30.0):
@@ -60,14 +63,14 @@ def register(registry: str, subject: str, schema: dict) -> int:
 def evolved_event_schema(schemas: Path) -> dict:
     schema = json.loads((schemas / "customer_change_event.avsc").read_text("utf-8"))
     event_type = next(f for f in schema["fields"] if f["name"] == "event_type")
-    event_type["type"]["symbols"].append("DELETED")
+    event_type["type"]["symbols"].append(FUTURE_TYPE)
     return schema
 
 
-def deleted_event(schema: dict, schema_id: int, key: str, event_id: str) -> bytes:
+def future_event(schema: dict, schema_id: int, key: str, event_id: str) -> bytes:
     now = int(time.time() * 1000)
     record = {
-        "event_id": event_id, "event_type": "DELETED", "external_user_id": key, "revision": 0,
+        "event_id": event_id, "event_type": FUTURE_TYPE, "external_user_id": key, "revision": 0,
         "observed_at": now, "window_since": now, "window_before": now, "before": None,
         "after": {"external_user_id": key, "revision": 0, "fingerprint": "", "updated_at": now,
                   "relations": []},
@@ -106,8 +109,8 @@ def main() -> int:
     schema_id = register(a.registry_url, f"{a.events_topic}-value", schema)
     deleted_id = f"examples-check-deleted-{uuid.uuid4()}"
     p.produce(a.events_topic, key=a.tombstone.encode(),
-              value=deleted_event(schema, schema_id, a.tombstone, deleted_id),
-              headers=[("event_id", deleted_id.encode()), ("event_type", b"DELETED")], on_delivery=report)
+              value=future_event(schema, schema_id, a.tombstone, deleted_id),
+              headers=[("event_id", deleted_id.encode()), ("event_type", FUTURE_TYPE.encode())], on_delivery=report)
     p.produce(a.state_topic, key=a.tombstone.encode(), value=None, on_delivery=report)
     flush(p)
 
