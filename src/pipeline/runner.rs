@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::encode::Codec;
@@ -44,6 +44,8 @@ use crate::publish::{OutRecord, PublishError};
 use crate::state::StateStore;
 use crate::upstream::window_reader::{WindowOutcome, WindowRead, WindowReader};
 
+use super::backoff::Backoff;
+use super::deletions::Deletions;
 use super::faults::{self, CommitError, FaultPlan, Step};
 use super::ports::{KafkaLog, TransactionalLog, WindowSource};
 use super::unit::{DeadLetters, StagedState, Topics, Unit, UnitContext, UnitError};
@@ -71,6 +73,9 @@ pub struct Connector<S: WindowSource = WindowReader, L: TransactionalLog = Kafka
     /// every re-read of its window. Kept across recoveries (what it holds is committed); a
     /// restart starts empty, so a row still bad is dead-lettered once more after a restart.
     pub dead_letters: DeadLetters,
+    /// Confirmation counts of relations seen absent (in memory: a restart only delays a
+    /// deletion).
+    pub deletions: Deletions,
 }
 
 /// Consecutive failed commits after which the connector recovers as a restart would (a fresh
@@ -379,19 +384,24 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
         self.apply_committed(unit.staged, &windows)
             .map_err(BatchFailure::after_commit)?;
         self.dead_letters.extend(unit.dead_lettered);
+        self.deletions.committed(&unit.evidence, &unit.decision);
         let st = unit.stats;
         metrics::counter!("tanma_relations_read_total").increment(st.relations);
         metrics::counter!("tanma_relations_unchanged_total").increment(st.unchanged);
         metrics::counter!("tanma_events_total", "type" => "CREATED").increment(st.created);
         metrics::counter!("tanma_events_total", "type" => "UPDATED").increment(st.updated);
+        metrics::counter!("tanma_events_total", "type" => "DELETED").increment(st.deleted);
         metrics::counter!("tanma_dead_letters_total").increment(st.dead_letters);
         metrics::gauge!("tanma_customers_tracked").set(self.store.customers() as f64);
-        progress::record_commit(st.created + st.updated);
+        progress::record_commit(st.created + st.updated + st.deleted);
         debug!(
             windows = windows.len(),
             relations = st.relations,
             created = st.created,
             updated = st.updated,
+            deleted = st.deleted,
+            relations_ended = st.relations_ended,
+            rewindowed = st.rewindowed,
             unchanged = st.unchanged,
             records = commit.records,
             commit_ms = started.elapsed().as_millis() as u64,
@@ -415,12 +425,14 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
             policy: self.cfg.topics.on_bad_record,
             dead_lettered: &self.dead_letters,
             now: Utc::now(),
+            deletions: Some(&self.deletions).filter(|d| d.enabled()),
         };
         let mut windows = Vec::with_capacity(done.len());
         for (pw, read) in done {
             windows.push(pw);
             unit.add_window(read, &ctx)?;
         }
+        unit.finish(&ctx)?;
         Ok((unit, windows))
     }
 
@@ -440,24 +452,35 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
         staged: Vec<StagedState>,
         windows: &[PlannedWindow],
     ) -> Result<(), ApplyError> {
-        let plan = self.faults.as_ref();
+        let plan = self.faults.clone();
+        let plan = plan.as_ref();
         faults::check(plan, Step::AfterCommit)?;
         let half = staged.len() / 2;
         let mut staged = staged.into_iter();
         for s in staged.by_ref().take(half) {
-            self.store
-                .apply(&s.external_user_id, &s.value, &s.relations)?;
+            self.apply_staged(s)?;
         }
         faults::check(plan, Step::Apply)?;
         for s in staged {
-            self.store
-                .apply(&s.external_user_id, &s.value, &s.relations)?;
+            self.apply_staged(s)?;
         }
         faults::check(plan, Step::OnCommitted)?;
         for pw in windows {
             self.planner.on_committed(pw)?;
         }
         Ok(())
+    }
+
+    fn apply_staged(&mut self, s: StagedState) -> Result<(), crate::state::StateError> {
+        match s.buried {
+            Some(revision) => {
+                self.store.bury(&s.external_user_id, revision);
+                Ok(())
+            }
+            None => self
+                .store
+                .apply(&s.external_user_id, &s.value, &s.relations),
+        }
     }
 
     fn report(&self, now: chrono::DateTime<Utc>, progress: &mut Progress) {
@@ -560,39 +583,5 @@ fn kind_label(k: &WindowKind) -> &'static str {
         WindowKind::Lookback => "lookback",
         WindowKind::Rescan { .. } => "rescan",
         WindowKind::Retry { .. } => "retry",
-    }
-}
-
-/// Exponential backoff with full jitter.
-struct Backoff {
-    initial: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            attempt: 0,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let exp = self
-            .initial
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let jitter: f64 = rand::random::<f64>();
-        exp.mul_f64(0.5 + jitter / 2.0)
-    }
-
-    fn reset(&mut self) {
-        if self.attempt > 0 {
-            info!("Recovered; resuming normal operation.");
-        }
-        self.attempt = 0;
     }
 }

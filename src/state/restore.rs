@@ -11,6 +11,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::error::StateError;
 use super::store::{decode_fingerprint, StateStore, HEADER_FINGERPRINT, HEADER_RELATIONS};
+use super::windows::{decode_grave, join_relation_headers, HEADER_GRAVE, HEADER_RELATION_WINDOWS};
 use crate::publish::client_config::TracingContext;
 
 /// Librdkafka fetch settings: large fetches, a bounded pre-fetch queue (memory target: fetch
@@ -392,34 +393,27 @@ fn apply_record<M: Message>(
     };
     let key = msg.key().ok_or_else(|| invalid("missing key".into()))?;
     let ext = std::str::from_utf8(key).map_err(|e| invalid(format!("key is not UTF-8: {e}")))?;
+    let header = |name: &str| {
+        msg.headers()
+            .and_then(|hs| hs.iter().find(|h| h.key == name).map(|h| h.value.unwrap_or_default()))
+    };
     let Some(value) = msg.payload() else {
-        store.remove_checked(ext)?;
+        match header(HEADER_GRAVE).map(decode_grave) {
+            None => store.remove_checked(ext)?,
+            Some(Some((revision, _))) => store.bury_checked(ext, revision)?,
+            Some(None) => return Err(invalid(format!("header {HEADER_GRAVE} is not 16 bytes"))),
+        }
         return Ok(key.len() as u64);
     };
-    let mut relations = None;
-    let mut fingerprint = None;
-    if let Some(headers) = msg.headers() {
-        for h in headers.iter() {
-            match h.key {
-                HEADER_RELATIONS => relations = Some(h.value.unwrap_or_default()),
-                HEADER_FINGERPRINT => fingerprint = h.value,
-                _ => {}
-            }
-        }
-    }
     let relations =
-        relations.ok_or_else(|| invalid(format!("missing header {HEADER_RELATIONS}")))?;
-    if relations.len() % 16 != 0 {
-        return Err(invalid(format!(
-            "header {HEADER_RELATIONS} is {} bytes, not a multiple of 16",
-            relations.len()
-        )));
-    }
-    if fingerprint.and_then(decode_fingerprint).is_none() {
+        header(HEADER_RELATIONS).ok_or_else(|| invalid(format!("missing header {HEADER_RELATIONS}")))?;
+    let relations = join_relation_headers(relations, header(HEADER_RELATION_WINDOWS))
+        .map_err(invalid)?;
+    if header(HEADER_FINGERPRINT).and_then(decode_fingerprint).is_none() {
         return Err(invalid(format!(
             "header {HEADER_FINGERPRINT} missing or not 8 bytes"
         )));
     }
-    store.apply_raw(ext, value, relations)?;
+    store.apply_raw(ext, value, &relations)?;
     Ok((key.len() + value.len()) as u64)
 }
