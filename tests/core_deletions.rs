@@ -21,8 +21,8 @@ use serde_json::Value;
 use tanma_connector::config::{Config, DeletionMode, RescanTier};
 use tanma_connector::customer::Relation;
 use tanma_connector::encode::{Codec, Framing};
-use tanma_connector::pipeline::faults::{Action, FaultPlan, Step};
 use tanma_connector::ops::Health;
+use tanma_connector::pipeline::faults::{Action, FaultPlan, Step};
 use tanma_connector::pipeline::memory::MemoryLog;
 use tanma_connector::pipeline::{Connector, RunOptions};
 use tanma_connector::state::{decode_grave, HEADER_GRAVE};
@@ -176,7 +176,10 @@ async fn ended_relation_updates_last_relation_deletes_and_a_return_creates() {
     let removed = Instant::now();
     assert!(w.source.remove(&ext(2), "staff-2"));
     assert!(w.source.remove(&ext(3), "staff-0"));
-    wait_for("UPDATED and DELETED", || events(&log, &w).len() >= created + 2).await;
+    wait_for("UPDATED and DELETED", || {
+        events(&log, &w).len() >= created + 2
+    })
+    .await;
     // Two complete reads in different passes, a second apart at least (the first pass read
     // day 0 after the removal).
     assert!(
@@ -190,14 +193,23 @@ async fn ended_relation_updates_last_relation_deletes_and_a_return_creates() {
     assert_eq!(up.len(), 1);
     let change = &up[0]["changes"][0];
     assert_eq!(change["path"], "relations[staff-2]");
-    assert!(change["old_value"].as_str().expect("old").contains("staff-2"));
+    assert!(change["old_value"]
+        .as_str()
+        .expect("old")
+        .contains("staff-2"));
     assert_eq!(change["new_value"], Value::Null);
-    assert_eq!(up[0]["after"]["relations"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        up[0]["after"]["relations"].as_array().map(Vec::len),
+        Some(2)
+    );
     let del = of(&evs, &ext(3), "DELETED");
     assert_eq!(del.len(), 1);
     assert_eq!(del[0]["revision"], 2);
     assert_eq!(del[0]["after"]["relations"], serde_json::json!([]));
-    assert_eq!(del[0]["before"]["relations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        del[0]["before"]["relations"].as_array().map(Vec::len),
+        Some(1)
+    );
     assert_eq!(latest_state(&log, &w, &ext(3)), (false, Some(2)));
     assert!(latest_state(&log, &w, &ext(2)).0);
     // The customer comes back: CREATED with revision 3.
@@ -229,7 +241,11 @@ async fn incomplete_reads_delete_nothing() {
     for p in 1..=3 {
         pass(&mut w, &log, p, &none).await;
     }
-    assert_eq!(events(&log, &w).len(), created, "deleted from incomplete reads");
+    assert_eq!(
+        events(&log, &w).len(),
+        created,
+        "deleted from incomplete reads"
+    );
     w.source.set_incomplete(false);
     pass(&mut w, &log, 4, &none).await;
     let evs = events(&log, &w);
@@ -271,7 +287,11 @@ async fn the_guard_holds_a_mass_disappearance_until_raised() {
     for p in 1..=2 {
         pass(&mut w, &log, p, &none).await;
     }
-    assert_eq!(events(&log, &w).len(), created, "the guard let deletions through");
+    assert_eq!(
+        events(&log, &w).len(),
+        created,
+        "the guard let deletions through"
+    );
     let text = handle.render();
     let held = text
         .lines()

@@ -59,7 +59,10 @@ fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
 async fn deleted_evolves_the_event_schema_with_full_compatibility() {
     let subject = value_subject(&format!("evo-events-{:016x}", rand::random::<u64>()));
     let client = RegistryClient::new(&registry_url(), None, None, DEFAULT_TIMEOUT).expect("client");
-    let old_id = client.register(&subject, OLD_EVENT_SCHEMA).await.expect("old");
+    let old_id = client
+        .register(&subject, OLD_EVENT_SCHEMA)
+        .await
+        .expect("old");
     let resp = reqwest::Client::new()
         .put(format!("{}/config/{subject}", registry_url()))
         .header("Content-Type", "application/vnd.schemaregistry.v1+json")
@@ -90,10 +93,10 @@ async fn deleted_evolves_the_event_schema_with_full_compatibility() {
         .expect("check"));
 
     // The schemas as the registry serves them.
-    let new_schema = Schema::parse_str(&client.schema_by_id(new_id).await.expect("new"))
-        .expect("parses");
-    let old_schema = Schema::parse_str(&client.schema_by_id(old_id).await.expect("old"))
-        .expect("parses");
+    let new_schema =
+        Schema::parse_str(&client.schema_by_id(new_id).await.expect("new")).expect("parses");
+    let old_schema =
+        Schema::parse_str(&client.schema_by_id(old_id).await.expect("old")).expect("parses");
     let codec = Codec::new(Framing::Confluent {
         event_schema_id: new_id,
         snapshot_schema_id: new_id,
@@ -125,5 +128,8 @@ async fn deleted_evolves_the_event_schema_with_full_compatibility() {
     let old_datum = to_avro_datum(&old_schema, value).expect("old schema writes it");
     let read = from_avro_datum(&old_schema, &mut old_datum.as_slice(), Some(&new_schema))
         .expect("new readers decode old events");
-    assert_eq!(field(&read, "event_type"), &Value::Enum(1, "CREATED".into()));
+    assert_eq!(
+        field(&read, "event_type"),
+        &Value::Enum(1, "CREATED".into())
+    );
 }

@@ -65,8 +65,13 @@ fn check_chain(events: &[Value]) {
     let mut revs: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for e in events {
         let ext = e["external_user_id"].as_str().expect("ext");
-        assert!(ids.insert(e["event_id"].as_str().expect("id")), "{ext}: id twice");
-        revs.entry(ext).or_default().push(e["revision"].as_i64().expect("rev"));
+        assert!(
+            ids.insert(e["event_id"].as_str().expect("id")),
+            "{ext}: id twice"
+        );
+        revs.entry(ext)
+            .or_default()
+            .push(e["revision"].as_i64().expect("rev"));
     }
     for (ext, r) in revs {
         let want: Vec<i64> = (1..=r.len() as i64).collect();
@@ -129,9 +134,8 @@ async fn ended_relations_update_delete_return_and_survive_sigkill() {
     let backfill = env.events().await;
     let created = backfill.len();
     let base = ids(&backfill);
-    let of = |events: &[Value], ext: &str, ty: &str| -> usize {
-        new_of(&base, events, ext, ty).len()
-    };
+    let of =
+        |events: &[Value], ext: &str, ty: &str| -> usize { new_of(&base, events, ext, ty).len() };
     let rels = relations_by_customer(&env);
     let mut multi = rels.iter().filter(|(_, r)| r.len() >= 2);
     let mut single = rels.iter().filter(|(_, r)| r.len() == 1);

@@ -227,7 +227,11 @@ pub fn diff_fingerprinted(
 /// path per removed relation (old value the relation, new value absent) while relations remain,
 /// DELETED (after image without relations) when none does. `None` when none of them is in
 /// `prev`. `now` is truncated to whole milliseconds.
-pub fn remove_relations(prev: Snapshot, qw_user_ids: &[&str], now: DateTime<Utc>) -> Option<Change> {
+pub fn remove_relations(
+    prev: Snapshot,
+    qw_user_ids: &[&str],
+    now: DateTime<Utc>,
+) -> Option<Change> {
     let mut customer = prev.customer.clone();
     let mut changes = Vec::new();
     customer.relations.retain(|r| {
@@ -244,7 +248,11 @@ pub fn remove_relations(prev: Snapshot, qw_user_ids: &[&str], now: DateTime<Utc>
     if changes.is_empty() {
         return None;
     }
-    let fps: Vec<u64> = customer.relations.iter().map(relation_fingerprint).collect();
+    let fps: Vec<u64> = customer
+        .relations
+        .iter()
+        .map(relation_fingerprint)
+        .collect();
     let after = Snapshot {
         fingerprint: customer_fingerprint_of(&customer.external_user_id, &fps),
         customer,

@@ -27,8 +27,8 @@ use crate::state::StateStore;
 use crate::upstream::client::ApiClient;
 use crate::upstream::window_reader::WindowReader;
 
-use super::ports::{KafkaLog, TransactionalLog, WindowSource};
 use super::deletions::Deletions;
+use super::ports::{KafkaLog, TransactionalLog, WindowSource};
 use super::{Connector, PipelineError};
 
 /// Runs the start-up sequence against Kafka and the API and returns a connector ready to poll.

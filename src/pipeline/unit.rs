@@ -256,11 +256,14 @@ impl Unit {
         }
         let loaded;
         let (prev_bytes, prev_metas): (Option<&[u8]>, Vec<RelationMeta>) = match staged_idx {
-            Some(k) => (Some(&self.staged[k].value), self.staged[k].relations.clone()),
+            Some(k) => (
+                Some(&self.staged[k].value),
+                self.staged[k].relations.clone(),
+            ),
             None => {
                 loaded = store.load_entry(ext)?;
                 match &loaded {
-                    Some((v, m)) => (Some(v.as_slice()), m.clone()),
+                    Some(e) => (Some(e.value.as_slice()), e.relations.clone()),
                     None => (None, Vec::new()),
                 }
             }

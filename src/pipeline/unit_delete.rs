@@ -38,15 +38,16 @@ impl Unit {
         customer: u64,
         d: &Due,
     ) -> Result<bool, UnitError> {
-        let Some((ext, stored, stored_metas)) = ctx.store.load_by_hash(customer)? else {
+        let Some(stored) = ctx.store.load_by_hash(customer)? else {
             return Ok(false);
         };
+        let ext = stored.external_user_id;
         let (bytes, metas) = match self.staged_index.get(&ext) {
             Some(&k) => (
                 self.staged[k].value.clone(),
                 self.staged[k].relations.clone(),
             ),
-            None => (stored, stored_metas),
+            None => (stored.value, stored.relations),
         };
         if bytes.is_empty() {
             return Ok(false);

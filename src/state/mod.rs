@@ -72,8 +72,8 @@ pub use error::StateError;
 pub use restore::{restore, RestoreStats};
 pub use store::{
     decode_fingerprint, decode_relations, encode_headers, encode_relations, key_hash,
-    spill_relations, RelationMeta, StateStore, StoreOptions, StoreStats, HEADER_FINGERPRINT,
-    HEADER_RELATIONS,
+    spill_relations, RelationMeta, StateStore, StoreOptions, StoreStats, StoredEntry,
+    HEADER_FINGERPRINT, HEADER_RELATIONS,
 };
 pub use windows::{
     decode_grave, encode_grave, join_relation_headers, RelWindow, HEADER_GRAVE,

@@ -394,8 +394,11 @@ fn apply_record<M: Message>(
     let key = msg.key().ok_or_else(|| invalid("missing key".into()))?;
     let ext = std::str::from_utf8(key).map_err(|e| invalid(format!("key is not UTF-8: {e}")))?;
     let header = |name: &str| {
-        msg.headers()
-            .and_then(|hs| hs.iter().find(|h| h.key == name).map(|h| h.value.unwrap_or_default()))
+        msg.headers().and_then(|hs| {
+            hs.iter()
+                .find(|h| h.key == name)
+                .map(|h| h.value.unwrap_or_default())
+        })
     };
     let Some(value) = msg.payload() else {
         match header(HEADER_GRAVE).map(decode_grave) {
@@ -405,11 +408,14 @@ fn apply_record<M: Message>(
         }
         return Ok(key.len() as u64);
     };
+    let relations = header(HEADER_RELATIONS)
+        .ok_or_else(|| invalid(format!("missing header {HEADER_RELATIONS}")))?;
     let relations =
-        header(HEADER_RELATIONS).ok_or_else(|| invalid(format!("missing header {HEADER_RELATIONS}")))?;
-    let relations = join_relation_headers(relations, header(HEADER_RELATION_WINDOWS))
-        .map_err(invalid)?;
-    if header(HEADER_FINGERPRINT).and_then(decode_fingerprint).is_none() {
+        join_relation_headers(relations, header(HEADER_RELATION_WINDOWS)).map_err(invalid)?;
+    if header(HEADER_FINGERPRINT)
+        .and_then(decode_fingerprint)
+        .is_none()
+    {
         return Err(invalid(format!(
             "header {HEADER_FINGERPRINT} missing or not 8 bytes"
         )));

@@ -98,6 +98,17 @@ pub fn decode_fingerprint(bytes: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
 }
 
+/// A customer's committed entry, read back from the spill file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// The customer.
+    pub external_user_id: String,
+    /// The encoded snapshot, as written to the state topic.
+    pub value: Vec<u8>,
+    /// Its relations, with their windows.
+    pub relations: Vec<RelationMeta>,
+}
+
 /// Tuning of a [`StateStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -233,12 +244,8 @@ impl StateStore {
         self.graves.len()
     }
 
-    /// The committed entry of the customer with key hash `customer`: its externalUserId, its
-    /// snapshot bytes and its relations.
-    pub fn load_by_hash(
-        &self,
-        customer: u64,
-    ) -> Result<Option<(String, Vec<u8>, Vec<RelationMeta>)>, StateError> {
+    /// The committed entry of the customer with key hash `customer`.
+    pub fn load_by_hash(&self, customer: u64) -> Result<Option<StoredEntry>, StateError> {
         let Some(loc) = self.customers.get(customer) else {
             return Ok(None);
         };
@@ -251,22 +258,27 @@ impl StateStore {
                 reason: format!("entry does not belong to key hash {customer:016x}"),
             });
         }
-        let metas = metas_of(&entry);
-        Ok(Some((ext, entry.into_value(), metas)))
+        let relations = metas_of(&entry);
+        Ok(Some(StoredEntry {
+            external_user_id: ext,
+            value: entry.into_value(),
+            relations,
+        }))
     }
 
     /// The committed snapshot bytes and relations of a customer.
-    pub fn load_entry(
-        &self,
-        external_user_id: &str,
-    ) -> Result<Option<(Vec<u8>, Vec<RelationMeta>)>, StateError> {
+    pub fn load_entry(&self, external_user_id: &str) -> Result<Option<StoredEntry>, StateError> {
         let Some(loc) = self.customers.get(key_hash(external_user_id)) else {
             return Ok(None);
         };
         let entry = self.spill.read(loc)?;
         self.check_owner(loc, entry.ext(), external_user_id)?;
-        let metas = metas_of(&entry);
-        Ok(Some((entry.into_value(), metas)))
+        let relations = metas_of(&entry);
+        Ok(Some(StoredEntry {
+            external_user_id: external_user_id.to_string(),
+            value: entry.into_value(),
+            relations,
+        }))
     }
 
     /// Sizes of the index and spill.

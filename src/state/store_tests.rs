@@ -124,9 +124,12 @@ fn windows_follow_apply_and_graves_follow_bury() {
     // Narrowed and one relation gone.
     s.apply("wm1", b"v1b", &[m(11, 1, w(50, 60))]).unwrap();
     assert_eq!(s.relation_window(11), w(50, 60));
-    let (ext, value, metas) = s.load_by_hash(key_hash("wm1")).unwrap().unwrap();
-    assert_eq!((ext.as_str(), value.as_slice()), ("wm1", &b"v1b"[..]));
-    assert_eq!(metas, vec![m(11, 1, w(50, 60))]);
+    let e = s.load_by_hash(key_hash("wm1")).unwrap().unwrap();
+    assert_eq!(
+        (e.external_user_id.as_str(), e.value.as_slice()),
+        ("wm1", &b"v1b"[..])
+    );
+    assert_eq!(e.relations, vec![m(11, 1, w(50, 60))]);
     s.bury("wm2", 4);
     assert_eq!(s.grave("wm2"), Some(4));
     assert_eq!(s.relation_window(21), None);

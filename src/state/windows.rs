@@ -165,7 +165,9 @@ impl WindowIndex {
     /// The window recorded for a relation.
     pub fn window(&self, relation: u64) -> Option<RelWindow> {
         let slot = self.of.get(relation)?;
-        let s = self.slots.get(usize::try_from(slot).ok()?.checked_sub(1)?)?;
+        let s = self
+            .slots
+            .get(usize::try_from(slot).ok()?.checked_sub(1)?)?;
         RelWindow::from_pair(s.window)
     }
 
@@ -222,7 +224,9 @@ impl WindowIndex {
     /// Every `(relation, customer)` whose window lies inside `w`.
     pub fn within(&self, w: RelWindow) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
-        for (&(_, before), &idx) in self.by_window.range((w.since, i64::MIN)..(w.before, i64::MIN))
+        for (&(_, before), &idx) in self
+            .by_window
+            .range((w.since, i64::MIN)..(w.before, i64::MIN))
         {
             if before <= w.before {
                 if let Some(s) = self.slots.get(idx as usize) {
@@ -276,7 +280,10 @@ mod tests {
         // Narrower: the intersection.
         assert_eq!(RelWindow::narrowed(Some(w(0, 100)), w(90, 120)), w(90, 100));
         // Narrower and disjoint: the add time moved, the new window wins.
-        assert_eq!(RelWindow::narrowed(Some(w(0, 100)), w(200, 210)), w(200, 210));
+        assert_eq!(
+            RelWindow::narrowed(Some(w(0, 100)), w(200, 210)),
+            w(200, 210)
+        );
     }
 
     #[test]
