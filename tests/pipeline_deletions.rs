@@ -10,6 +10,9 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
 use serde_json::Value;
 use support::harness::{sim_config, TestEnv};
 use support::read_all;
@@ -120,6 +123,23 @@ async fn deleted_written(env: &TestEnv, ext: &str) -> bool {
     })
 }
 
+/// `delete.retention.ms` of `topic` as the broker describes it.
+async fn delete_retention_ms(bootstrap: &str, topic: &str) -> Option<String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .expect("describe configs");
+    described
+        .into_iter()
+        .next()
+        .and_then(|r| r.ok())
+        .and_then(|r| r.get("delete.retention.ms").and_then(|e| e.value.clone()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ended_relations_update_delete_return_and_survive_sigkill() {
     let env = TestEnv::new(sim_config(23, 400), |c| {
@@ -131,6 +151,11 @@ async fn ended_relations_update_delete_return_and_survive_sigkill() {
     })
     .await;
     assert_eq!(env.run_until_caught_up().await, Exit::CaughtUp);
+    // Tombstones (and the revisions they carry) stay readable for 7 days by default.
+    assert_eq!(
+        delete_retention_ms(&env.infra.bootstrap, &env.cfg.topics.state).await,
+        Some("604800000".to_string())
+    );
     let backfill = env.events().await;
     let created = backfill.len();
     let base = ids(&backfill);
@@ -174,27 +199,29 @@ async fn ended_relations_update_delete_return_and_survive_sigkill() {
     task.await.expect("joins").expect("runs");
     assert_eq!(env.events().await.len(), created + 3);
 
-    // The binary, killed the moment the DELETED of `c` is written, restarted until committed.
+    // The binary, killed the moment the DELETED of `c` is written (before or just after its
+    // commit), then once more 1.5 s into its restart, then left to run.
     remove(&env, c, &c_rels[0]);
     let started = Instant::now();
-    let mut kills = 0;
-    let mut n = 0;
-    let (mut child, _log) = env.spawn_binary(n);
-    while of(&env.events().await, c, "DELETED") == 0 {
+    let (mut child, _log) = env.spawn_binary(0);
+    while !deleted_written(&env, c).await {
         assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "no DELETED committed"
+            started.elapsed() < Duration::from_secs(60),
+            "no DELETED written"
         );
-        if kills < 2 && deleted_written(&env, c).await {
-            child.start_kill().expect("SIGKILL");
-            child.wait().await.expect("reaped");
-            kills += 1;
-            n += 1;
-            (child, _) = env.spawn_binary(n);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(kills >= 1, "never killed mid-deletion");
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    (child, _) = env.spawn_binary(1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    (child, _) = env.spawn_binary(2);
+    env.wait_events("the DELETED committed", Duration::from_secs(60), |e| {
+        of(e, c, "DELETED") > 0
+    })
+    .await;
     // A few more passes, then stop.
     tokio::time::sleep(Duration::from_secs(5)).await;
     child.start_kill().expect("SIGKILL");
