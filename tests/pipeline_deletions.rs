@@ -222,8 +222,14 @@ async fn ended_relations_update_delete_return_and_survive_sigkill() {
         of(e, c, "DELETED") > 0
     })
     .await;
-    // A few more passes, then stop.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Two more full re-reads of everything (rows served by the simulator), then stop.
+    let stats = env.sim.control().stats();
+    let target = stats.rows_served + 2 * stats.relations;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.sim.control().stats().rows_served < target {
+        assert!(Instant::now() < deadline, "no further re-scan passes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("reaped");
     let events = env.events().await;
