@@ -289,6 +289,7 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
         dead_lettered: &no_dead_letters,
         now: f.now,
         deletions: None,
+        grid: Default::default(),
     };
     seed.add_window(read.clone(), &seed_ctx).expect("unit");
     for s in &seed.staged {
@@ -317,6 +318,7 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
             dead_lettered: &no_dead_letters,
             now: f.now,
             deletions: None,
+            grid: Default::default(),
         };
         g.bench_function(name, |b| {
             // The read is moved into the unit: each iteration gets a copy (not timed).

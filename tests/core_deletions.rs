@@ -6,10 +6,11 @@
 //! gives exactly one DELETED.
 //!
 //! Confirmation counts live in memory (a restart only delays a deletion), so the default of two
-//! confirmations is shown by one long-running connector re-scanning every second; the other
-//! cases run each re-scan pass in a fresh connector (a restart: the windows the deletions rely
-//! on are those restored from the state topic) with `delete_confirmations = 1`, which makes any
-//! read wrongly taken as evidence delete at once.
+//! confirmations and the guard (which sees from one pass what the next would delete) are shown
+//! by one long-running connector re-scanning every 2 s; the other cases run each re-scan pass in
+//! a fresh connector (a restart: the windows the deletions rely on are those restored from the
+//! state topic) with `delete_confirmations = 1`, which makes any read wrongly taken as evidence
+//! delete at once.
 
 mod core_support;
 
@@ -24,7 +25,7 @@ use tanma_connector::encode::{Codec, Framing};
 use tanma_connector::ops::Health;
 use tanma_connector::pipeline::faults::{Action, FaultPlan, Step};
 use tanma_connector::pipeline::memory::MemoryLog;
-use tanma_connector::pipeline::{Connector, RunOptions};
+use tanma_connector::pipeline::{Connector, PipelineError, RunOptions};
 use tanma_connector::state::{decode_grave, HEADER_GRAVE};
 use tokio_util::sync::CancellationToken;
 
@@ -147,15 +148,15 @@ async fn wait_for(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn ended_relation_updates_last_relation_deletes_and_a_return_creates() {
-    let (mut w, log) = world(1.0);
-    w.cfg.windows.delete_confirmations = 2;
-    let none = FaultPlan::new();
-    pass(&mut w, &log, 0, &none).await;
-    let created = events(&log, &w).len();
-    // One connector re-scanning everything every 2 s (whole seconds of the planner's clock:
-    // at least 1 s apart), until stopped.
+/// One connector re-scanning everything every 2 s (whole seconds of the planner's clock: at
+/// least 1 s apart) in the background, until the token is cancelled.
+async fn spawn_rescanning(
+    w: &World,
+    log: &MemoryLog,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<tanma_connector::pipeline::Exit, PipelineError>>,
+) {
     let mut cfg = w.cfg.clone();
     cfg.windows.rescan = vec![RescanTier {
         max_age_secs: 0,
@@ -172,6 +173,17 @@ async fn ended_relation_updates_last_relation_deletes_and_a_return_creates() {
     .await
     .expect("starts");
     let task = tokio::spawn(connector.run(stop.clone(), RunOptions::default()));
+    (stop, task)
+}
+
+#[tokio::test]
+async fn ended_relation_updates_last_relation_deletes_and_a_return_creates() {
+    let (mut w, log) = world(1.0);
+    w.cfg.windows.delete_confirmations = 2;
+    let none = FaultPlan::new();
+    pass(&mut w, &log, 0, &none).await;
+    let created = events(&log, &w).len();
+    let (stop, task) = spawn_rescanning(&w, &log).await;
     // Customer 2 has staff-0..2; customer 3 only staff-0.
     let removed = Instant::now();
     assert!(w.source.remove(&ext(2), "staff-2"));
@@ -218,16 +230,29 @@ async fn ended_relation_updates_last_relation_deletes_and_a_return_creates() {
         of(&events(&log, &w), &ext(3), "CREATED").len() == 2
     })
     .await;
+    // A customer added at the live edge (read in a window of a second or so, recorded as its
+    // grid cell) and removed again: DELETED too.
+    let live = "wm-live";
+    w.source.upsert(chrono::Utc::now(), live, staff("staff-9"));
+    wait_for("the live customer", || {
+        of(&events(&log, &w), live, "CREATED").len() == 1
+    })
+    .await;
+    assert!(w.source.remove(live, "staff-9"));
+    wait_for("the live customer DELETED", || {
+        of(&events(&log, &w), live, "DELETED").len() == 1
+    })
+    .await;
     stop.cancel();
     task.await.expect("joins").expect("runs");
     let evs = events(&log, &w);
     assert_eq!(of(&evs, &ext(3), "CREATED")[1]["revision"], 3);
     assert_eq!(latest_state(&log, &w, &ext(3)), (true, None));
-    assert_eq!(evs.len(), created + 3);
+    assert_eq!(evs.len(), created + 5);
     check_chain(&evs);
     // The grave and windows survive a restart: nothing moves on a pass in a fresh process.
     pass(&mut w, &log, 9, &none).await;
-    assert_eq!(events(&log, &w).len(), created + 3);
+    assert_eq!(events(&log, &w).len(), created + 5);
 }
 
 #[tokio::test]
@@ -276,33 +301,43 @@ async fn a_split_window_is_no_evidence_only_its_complete_leaves_are() {
 #[tokio::test]
 async fn the_guard_holds_a_mass_disappearance_until_raised() {
     let handle = tanma_connector::ops::metrics::install().expect("metrics");
+    let held = || {
+        handle
+            .render()
+            .lines()
+            .find(|l| l.starts_with("tanma_deletions_held_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     let (mut w, log) = world(0.05);
+    // The guard needs a pass to see what the next would delete: two confirmations.
+    w.cfg.windows.delete_confirmations = 2;
     let none = FaultPlan::new();
     pass(&mut w, &log, 0, &none).await;
     let created = events(&log, &w).len();
+    let (stop, task) = spawn_rescanning(&w, &log).await;
     // A third of the customers lose every relation: far above 5 % of the relations.
     for i in (0..core_support::CUSTOMERS).filter(|i| i % 3 == 0) {
         assert!(w.source.remove(&ext(i), "staff-0"));
     }
-    for p in 1..=2 {
-        pass(&mut w, &log, p, &none).await;
-    }
+    wait_for("deletions held", || held() >= 80.0).await;
+    // Two more passes' worth of reads (11 windows a pass): still nothing deleted.
+    let reads = w.source.reads();
+    wait_for("more passes", || w.source.reads() >= reads + 30).await;
+    stop.cancel();
+    task.await.expect("joins").expect("runs");
     assert_eq!(
         events(&log, &w).len(),
         created,
         "the guard let deletions through"
     );
-    let text = handle.render();
-    let held = text
-        .lines()
-        .find(|l| l.starts_with("tanma_deletions_held_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(held >= 80.0, "held deletions counted: {held}");
-    // The operator raises the fraction and restarts: the next pass deletes them.
+    // The operator raises the fraction and restarts: two more passes delete them.
     w.cfg.windows.max_delete_fraction = 0.5;
-    pass(&mut w, &log, 3, &none).await;
+    let (stop, task) = spawn_rescanning(&w, &log).await;
+    wait_for("the deletions", || events(&log, &w).len() >= created + 80).await;
+    stop.cancel();
+    task.await.expect("joins").expect("runs");
     let evs = events(&log, &w);
     assert_eq!(evs.len(), created + 80);
     assert!(evs[created..].iter().all(|e| e.1 == "DELETED"));

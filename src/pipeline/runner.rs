@@ -41,7 +41,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::ops::{progress, Health, Progress};
 use crate::plan::{Checkpoint, PlannedWindow, Planner, WindowKind};
 use crate::publish::{OutRecord, PublishError};
-use crate::state::StateStore;
+use crate::state::{StateStore, WindowGrid};
 use crate::upstream::window_reader::{WindowOutcome, WindowRead, WindowReader};
 
 use super::backoff::Backoff;
@@ -426,6 +426,10 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
             dead_lettered: &self.dead_letters,
             now: Utc::now(),
             deletions: Some(&self.deletions).filter(|d| d.enabled()),
+            grid: WindowGrid::new(
+                self.cfg.start_time().timestamp(),
+                self.cfg.windows.window_secs,
+            ),
         };
         let mut windows = Vec::with_capacity(done.len());
         for (pw, read) in done {

@@ -17,7 +17,7 @@ use crate::encode::Codec;
 use crate::error::{Classify, ErrorClass};
 use crate::plan::Window;
 use crate::publish::OutRecord;
-use crate::state::{encode_headers, RelWindow, RelationMeta, StateStore};
+use crate::state::{encode_headers, RelWindow, RelationMeta, StateStore, WindowGrid};
 use crate::upstream::window_reader::WindowRead;
 
 use super::deletions::{Decision, Deletions, Evidence};
@@ -78,6 +78,8 @@ pub struct UnitContext<'a> {
     pub now: DateTime<Utc>,
     /// Confirmation counts of ended relations; `None`: nothing is ever deleted.
     pub deletions: Option<&'a Deletions>,
+    /// How narrow windows are recorded with the relations they returned.
+    pub grid: WindowGrid,
 }
 
 /// A snapshot to record in the state store once its transaction has committed.
@@ -135,6 +137,8 @@ pub struct Unit {
     pub decision: Decision,
     /// Position in `staged` of each customer staged in this unit.
     pub(super) staged_index: HashMap<String, usize>,
+    /// Relations returned by the read being added.
+    read_rows: usize,
 }
 
 /// A unit of work could not be built.
@@ -197,6 +201,7 @@ impl Unit {
         // Only a complete read without rejected rows (whose relation could be any) shows that
         // a relation it did not return is gone.
         let evidence = read.complete && read.rejected.is_empty();
+        self.read_rows = read.relations.len();
         let mut rels = read.relations.into_iter().peekable();
         let mut group: Vec<Relation> = Vec::new();
         while let Some((ext, first)) = rels.next() {
@@ -240,7 +245,7 @@ impl Unit {
         if ctx.deletions.is_some_and(Deletions::enabled) {
             self.evidence.seen.extend(khs.iter().copied());
         }
-        let seen_in = RelWindow::from(window);
+        let seen_in = ctx.grid.record(RelWindow::from(window), self.read_rows);
         // Fast path: every relation's fingerprint is already known, and its window is known
         // and no wider than this one → nothing to do.
         if staged_idx.is_none()

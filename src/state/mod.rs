@@ -76,6 +76,6 @@ pub use store::{
     HEADER_FINGERPRINT, HEADER_RELATIONS,
 };
 pub use windows::{
-    decode_grave, encode_grave, join_relation_headers, RelWindow, HEADER_GRAVE,
+    decode_grave, encode_grave, join_relation_headers, RelWindow, WindowGrid, HEADER_GRAVE,
     HEADER_RELATION_WINDOWS,
 };

@@ -74,6 +74,62 @@ impl RelWindow {
     }
 }
 
+/// Cells `[origin + k·quantum, origin + (k+1)·quantum)` on which narrow windows are recorded.
+///
+/// At the live edge relations are read in windows of a few seconds, a few relations each;
+/// recording each such window would cost an index entry (about 90 bytes) per relation. A window
+/// that returned fewer than [`WindowGrid::SHARED_BELOW`] relations and is narrower than a cell and
+/// inside one is recorded as the cell instead: it still contains the add time (a wider recorded
+/// window only makes evidence rarer, never wrong), and relations added in the same cell share
+/// one entry. Windows with more rows (the leaves of a split range among them) are recorded as
+/// read. The grid starts at `windows.start_time` with cells of `window_secs / 8`, so a re-scan
+/// window (`window_secs` wide) contains most cells whatever its alignment, and a tier over
+/// everything, aligned like the forward windows, contains every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowGrid {
+    /// Start of cell 0, Unix seconds.
+    pub origin: i64,
+    /// Cell width, seconds (1: windows are recorded as read).
+    pub quantum: i64,
+}
+
+impl Default for WindowGrid {
+    fn default() -> Self {
+        WindowGrid {
+            origin: 0,
+            quantum: 1,
+        }
+    }
+}
+
+impl WindowGrid {
+    /// Reads returning this many relations or more have their window recorded as read.
+    pub const SHARED_BELOW: usize = 16;
+
+    /// The grid for windows of `window_secs` starting at `origin`.
+    pub fn new(origin: i64, window_secs: u64) -> WindowGrid {
+        WindowGrid {
+            origin,
+            quantum: i64::try_from(window_secs / 8).unwrap_or(i64::MAX).max(1),
+        }
+    }
+
+    /// The window to record for a read of `w` that returned `relations` (see the type's doc).
+    pub fn record(&self, w: RelWindow, relations: usize) -> RelWindow {
+        if w.secs() >= self.quantum || relations >= Self::SHARED_BELOW {
+            return w;
+        }
+        let cell = (w.since - self.origin).div_euclid(self.quantum);
+        let since = self.origin + cell * self.quantum;
+        let before = since + self.quantum;
+        if w.before <= before {
+            RelWindow { since, before }
+        } else {
+            w
+        }
+    }
+}
+
 impl From<Window> for RelWindow {
     fn from(w: Window) -> Self {
         RelWindow {
@@ -284,6 +340,19 @@ mod tests {
             RelWindow::narrowed(Some(w(0, 100)), w(200, 210)),
             w(200, 210)
         );
+    }
+
+    #[test]
+    fn narrow_windows_are_recorded_as_their_cell() {
+        let g = WindowGrid::new(1000, 800);
+        assert_eq!(g.quantum, 100);
+        assert_eq!(g.record(w(1105, 1110), 1), w(1100, 1200));
+        assert_eq!(g.record(w(995, 1000), 1), w(900, 1000), "before the origin");
+        // Straddling a cell edge, as wide as a cell, or holding many rows: as read.
+        assert_eq!(g.record(w(1195, 1205), 1), w(1195, 1205));
+        assert_eq!(g.record(w(1150, 1250), 1), w(1150, 1250));
+        assert_eq!(g.record(w(1105, 1110), 16), w(1105, 1110));
+        assert_eq!(WindowGrid::default().record(w(5, 6), 1), w(5, 6));
     }
 
     #[test]
