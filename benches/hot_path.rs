@@ -288,6 +288,8 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
         policy: BadRecordPolicy::Stop,
         dead_lettered: &no_dead_letters,
         now: f.now,
+        deletions: None,
+        grid: Default::default(),
     };
     seed.add_window(read.clone(), &seed_ctx).expect("unit");
     for s in &seed.staged {
@@ -315,6 +317,8 @@ fn bench_unit(c: &mut Criterion, f: &Fixture) {
             policy: BadRecordPolicy::Stop,
             dead_lettered: &no_dead_letters,
             now: f.now,
+            deletions: None,
+            grid: Default::default(),
         };
         g.bench_function(name, |b| {
             // The read is moved into the unit: each iteration gets a copy (not timed).

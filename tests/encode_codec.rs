@@ -103,8 +103,15 @@ fn event_value(c: &Change, w: Window, observed: chrono::DateTime<chrono::Utc>) -
         ),
         Change::Updated {
             before, changes, ..
+        }
+        | Change::Deleted {
+            before, changes, ..
         } => (
-            (2, "UPDATED"),
+            if matches!(c, Change::Deleted { .. }) {
+                (3, "DELETED")
+            } else {
+                (2, "UPDATED")
+            },
             Value::Union(1, Box::new(snapshot_value(before))),
             changes
                 .iter()

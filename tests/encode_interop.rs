@@ -143,6 +143,9 @@ fn check(framing: Framing, ids: &[&str], expected_framing: &str) {
             }
             Change::Updated {
                 before, changes, ..
+            }
+            | Change::Deleted {
+                before, changes, ..
             } => {
                 assert_eq!(rec["before"], snapshot_json(before));
                 let got: Vec<Value> = changes

@@ -57,6 +57,7 @@ fn state_record(topic: &str, ext: &str, value: Option<&str>) -> OutRecord {
     let meta = [RelationMeta {
         key_hash: xxhash_rust::xxh3::xxh3_64(ext.as_bytes()),
         fingerprint: 7,
+        window: None,
     }];
     OutRecord {
         topic: topic.to_string(),

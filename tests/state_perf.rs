@@ -74,10 +74,12 @@ fn relations_for(ext: &str) -> [RelationMeta; 2] {
         RelationMeta {
             key_hash: h("zhangsan"),
             fingerprint: h("fp1"),
+            window: None,
         },
         RelationMeta {
             key_hash: h("lisi"),
             fingerprint: h("fp2"),
+            window: None,
         },
     ]
 }

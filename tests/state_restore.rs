@@ -82,6 +82,7 @@ fn rec(key: &str, value: &str, rels: &[(u64, u64)], partition: i32) -> Rec {
             .map(|&(key_hash, fingerprint)| RelationMeta {
                 key_hash,
                 fingerprint,
+                window: None,
             })
             .collect(),
         partition,

@@ -145,6 +145,25 @@ pub struct WindowsConfig {
     pub rescan: Vec<RescanTier>,
     /// Share of API requests re-scans may use while forward progress has work.
     pub rescan_budget_fraction: f64,
+    /// Whether ended relations and customers are emitted (UPDATED / DELETED + tombstone).
+    pub deletions: DeletionMode,
+    /// Complete reads in a row (in different units of work) a known relation must be absent
+    /// from before it is taken as ended.
+    pub delete_confirmations: u32,
+    /// Deletions are held (nothing deleted, logged, `tanma_deletions_held`) while the relations
+    /// seen absent exceed this share of the known relations.
+    pub max_delete_fraction: f64,
+}
+
+/// Whether ended relations and customers are emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletionMode {
+    /// UPDATED for an ended relation, DELETED + a state tombstone for an ended customer.
+    #[default]
+    Emit,
+    /// Relations missing from reads are kept (the behaviour before deletions existed).
+    Off,
 }
 
 impl Default for WindowsConfig {
@@ -168,6 +187,9 @@ impl Default for WindowsConfig {
                 },
             ],
             rescan_budget_fraction: 0.3,
+            deletions: DeletionMode::Emit,
+            delete_confirmations: 2,
+            max_delete_fraction: 0.05,
         }
     }
 }
@@ -243,6 +265,9 @@ pub struct TopicsConfig {
     pub create: bool,
     /// What to do with a record that cannot be encoded: `dead_letter` or `stop`.
     pub on_bad_record: BadRecordPolicy,
+    /// `delete.retention.ms` of the state topic when the connector creates it: how long the
+    /// tombstone of a DELETED customer (and the revision it carries) stays readable.
+    pub state_delete_retention_ms: u64,
 }
 
 /// What to do with a record that cannot be encoded.
@@ -266,6 +291,7 @@ impl Default for TopicsConfig {
             replication_factor: 1,
             create: true,
             on_bad_record: BadRecordPolicy::DeadLetter,
+            state_delete_retention_ms: 7 * 86_400_000,
         }
     }
 }

@@ -92,6 +92,18 @@ impl Config {
                 w.rescan_budget_fraction
             ));
         }
+        if w.delete_confirmations == 0 || w.delete_confirmations > 1000 {
+            p.push(format!(
+                "windows.delete_confirmations: must be 1..=1000, got {}",
+                w.delete_confirmations
+            ));
+        }
+        if !(0.0..=1.0).contains(&w.max_delete_fraction) {
+            p.push(format!(
+                "windows.max_delete_fraction: must be within 0..=1, got {}",
+                w.max_delete_fraction
+            ));
+        }
         for (i, t) in w.rescan.iter().enumerate() {
             if t.every_secs == 0 {
                 p.push(format!("windows.rescan[{i}].every_secs: must be >= 1"));
@@ -160,6 +172,9 @@ impl Config {
                 "topics: events, state, checkpoint and dead_letter must be four different topics"
                     .into(),
             );
+        }
+        if t.state_delete_retention_ms == 0 {
+            p.push("topics.state_delete_retention_ms: must be > 0 (how long DELETED tombstones stay readable)".into());
         }
         if t.partitions < 1 {
             p.push("topics.partitions: must be >= 1".into());

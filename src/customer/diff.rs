@@ -1,7 +1,9 @@
-//! The diff: previous snapshot + the relations one window returned → nothing, CREATED or UPDATED.
+//! The diff: previous snapshot + the relations one window returned → nothing, CREATED or UPDATED;
+//! previous snapshot + relations known to have ended → UPDATED or DELETED ([`remove_relations`]).
 //!
 //! Pure and deterministic. A window only returns the relations whose add time falls inside it,
-//! so relations it did not return are kept untouched: a missing relation is never a deletion.
+//! so relations it did not return are kept untouched by [`diff`]: whether a missing relation has
+//! ended is decided elsewhere (`pipeline::deletions`), from complete reads only.
 //!
 //! Changed paths, in this order per relation (relations in `qw_user_id` order):
 //! `relations[<qw>]` (a new follower; old value absent), `relations[<qw>].mobiles`,
@@ -63,21 +65,34 @@ pub enum Change {
         /// The changed paths, in deterministic order; never empty.
         changes: Vec<PathChange>,
     },
+    /// The customer's last relation ended (revision + 1). The after image is the customer with
+    /// no relation (not null: readers of the first schema version require one).
+    Deleted {
+        /// The previous snapshot.
+        before: Snapshot,
+        /// The customer without relations.
+        after: Snapshot,
+        /// `relations[<qw>]` per ended relation (old value the relation, new value absent).
+        changes: Vec<PathChange>,
+    },
 }
 
 impl Change {
     /// The snapshot after the change (what goes to the state topic).
     pub fn after(&self) -> &Snapshot {
         match self {
-            Change::Created { after } | Change::Updated { after, .. } => after,
+            Change::Created { after }
+            | Change::Updated { after, .. }
+            | Change::Deleted { after, .. } => after,
         }
     }
 
-    /// `"CREATED"` or `"UPDATED"` (the Avro enum symbol).
+    /// `"CREATED"`, `"UPDATED"` or `"DELETED"` (the Avro enum symbol).
     pub fn event_type(&self) -> &'static str {
         match self {
             Change::Created { .. } => "CREATED",
             Change::Updated { .. } => "UPDATED",
+            Change::Deleted { .. } => "DELETED",
         }
     }
 
@@ -206,6 +221,57 @@ pub fn diff_fingerprinted(
             ))
         }
     }
+}
+
+/// Removes the relations `qw_user_ids` (ended) from `prev`: UPDATED with one `relations[<qw>]`
+/// path per removed relation (old value the relation, new value absent) while relations remain,
+/// DELETED (after image without relations) when none does. `None` when none of them is in
+/// `prev`. `now` is truncated to whole milliseconds.
+pub fn remove_relations(
+    prev: Snapshot,
+    qw_user_ids: &[&str],
+    now: DateTime<Utc>,
+) -> Option<Change> {
+    let mut customer = prev.customer.clone();
+    let mut changes = Vec::new();
+    customer.relations.retain(|r| {
+        let ended = qw_user_ids.contains(&r.qw_user_id.as_str());
+        if ended {
+            changes.push(PathChange {
+                path: format!("relations[{}]", r.qw_user_id),
+                old_value: relation_text(r),
+                new_value: None,
+            });
+        }
+        !ended
+    });
+    if changes.is_empty() {
+        return None;
+    }
+    let fps: Vec<u64> = customer
+        .relations
+        .iter()
+        .map(relation_fingerprint)
+        .collect();
+    let after = Snapshot {
+        fingerprint: customer_fingerprint_of(&customer.external_user_id, &fps),
+        customer,
+        revision: prev.revision.saturating_add(1),
+        updated_at: truncate_millis(now),
+    };
+    Some(if after.customer.relations.is_empty() {
+        Change::Deleted {
+            before: prev,
+            after,
+            changes,
+        }
+    } else {
+        Change::Updated {
+            before: prev,
+            after,
+            changes,
+        }
+    })
 }
 
 /// Deterministic event id: the first 16 bytes of

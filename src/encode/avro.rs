@@ -29,6 +29,7 @@ const SNAPSHOT_FILE: &str = "customer_snapshot.avsc";
 /// Index of the symbols in the `EventType` enum.
 const CREATED_INDEX: i64 = 1;
 const UPDATED_INDEX: i64 = 2;
+const DELETED_INDEX: i64 = 3;
 
 /// Parses one embedded schema.
 pub fn parse_schema(file: &'static str, json: &str) -> Result<Schema, EncodeError> {
@@ -145,6 +146,9 @@ impl Codec {
             Change::Updated {
                 before, changes, ..
             } => (UPDATED_INDEX, Some(before), changes),
+            Change::Deleted {
+                before, changes, ..
+            } => (DELETED_INDEX, Some(before), changes),
         };
         put_long(buf, index);
         put_str(buf, ext);

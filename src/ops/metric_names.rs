@@ -123,6 +123,14 @@ declare_metrics! {
         "Relations (one row per customer and follow user) read from the API.");
     RELATIONS_UNCHANGED_TOTAL = Counter("tanma_relations_unchanged_total", COUNT, [],
         "Relations read that matched the customer's last known version (no event).");
+    RELATIONS_ENDED_TOTAL = Counter("tanma_relations_ended_total", COUNT, [],
+        "Relations taken as ended (absent from delete_confirmations complete reads; committed).");
+    RELATIONS_ABSENT = Gauge("tanma_relations_absent", COUNT, [],
+        "Known relations absent from at least one complete read and not seen since.");
+    DELETIONS_HELD = Gauge("tanma_deletions_held", None, [],
+        "1 while the deletion guard (windows.max_delete_fraction) holds deletions back, else 0.");
+    DELETIONS_HELD_TOTAL = Counter("tanma_deletions_held_total", COUNT, [],
+        "Relation deletions the guard held back (each time a unit would have made them).");
     DEAD_LETTERS_TOTAL = Counter("tanma_dead_letters_total", COUNT, [],
         "Records that could not be encoded and went to the dead-letter topic.");
     BATCH_RETRIES_TOTAL = Counter("tanma_batch_retries_total", COUNT, ["class"],

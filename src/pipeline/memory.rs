@@ -22,7 +22,10 @@ use crate::config::Config;
 use crate::customer::Relation;
 use crate::plan::Window;
 use crate::publish::{CommitStats, OutRecord, PublishError};
-use crate::state::{RestoreStats, StateError, StateStore, HEADER_RELATIONS};
+use crate::state::{
+    decode_grave, join_relation_headers, RestoreStats, StateError, StateStore, HEADER_GRAVE,
+    HEADER_RELATIONS, HEADER_RELATION_WINDOWS,
+};
 use crate::upstream::api_error::RequestCtx;
 use crate::upstream::window_reader::{WindowOutcome, WindowRead};
 use crate::upstream::ApiError;
@@ -44,6 +47,8 @@ struct SourceInner {
     /// Reads still to fail.
     failures: u32,
     reads: u64,
+    /// Reads answer `complete: false` (as a read whose pages kept drifting does).
+    incomplete: bool,
 }
 
 impl MemorySource {
@@ -68,6 +73,18 @@ impl MemorySource {
             }
             None => false,
         }
+    }
+
+    /// Removes the relation `(ext, qw_user_id)` (the follow relation ended); false if unknown.
+    pub fn remove(&self, ext: &str, qw_user_id: &str) -> bool {
+        let key = (ext.to_string(), qw_user_id.to_string());
+        lock(&self.inner).rows.remove(&key).is_some()
+    }
+
+    /// From now on every read is incomplete (`complete: false`, as after drift that never
+    /// settled), or complete again.
+    pub fn set_incomplete(&self, incomplete: bool) {
+        lock(&self.inner).incomplete = incomplete;
     }
 
     /// The next `n` reads fail with a transient API error.
@@ -127,7 +144,7 @@ impl MemorySource {
             reread_requests: 0,
             pages: 1,
             drift_rereads: 0,
-            complete: true,
+            complete: !g.incomplete,
         }))
     }
 }
@@ -283,21 +300,29 @@ impl TransactionalLog for MemoryLog {
             let ext = String::from_utf8_lossy(&r.key);
             stats.records += 1;
             stats.bytes += (r.key.len() + r.value.as_ref().map_or(0, Vec::len)) as u64;
+            let header = |name: &str| {
+                r.headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_slice())
+            };
+            let invalid = |reason: String| StateError::InvalidRecord {
+                topic: self.state_topic.clone(),
+                partition: 0,
+                offset: offset as i64,
+                reason,
+            };
             match &r.value {
-                None => store.remove_checked(&ext)?,
+                None => match header(HEADER_GRAVE).and_then(decode_grave) {
+                    Some((revision, _)) => store.bury_checked(&ext, revision)?,
+                    None => store.remove_checked(&ext)?,
+                },
                 Some(value) => {
-                    let rel = r
-                        .headers
-                        .iter()
-                        .find(|(k, _)| k == HEADER_RELATIONS)
-                        .map(|(_, v)| v.as_slice())
-                        .ok_or_else(|| StateError::InvalidRecord {
-                            topic: self.state_topic.clone(),
-                            partition: 0,
-                            offset: offset as i64,
-                            reason: format!("no {HEADER_RELATIONS} header"),
-                        })?;
-                    store.apply_raw(&ext, value, rel)?;
+                    let rel = header(HEADER_RELATIONS)
+                        .ok_or_else(|| invalid(format!("no {HEADER_RELATIONS} header")))?;
+                    let rel = join_relation_headers(rel, header(HEADER_RELATION_WINDOWS))
+                        .map_err(invalid)?;
+                    store.apply_raw(&ext, value, &rel)?;
                 }
             }
         }

@@ -6,12 +6,14 @@
 //! transaction) → checkpoint read → state restored, both read_committed to the end. Only then does
 //! [`runner::Connector::run`] poll.
 
+pub mod deletions;
 pub mod faults;
 pub mod memory;
 pub mod ports;
 pub mod runner;
 pub mod startup;
 pub mod unit;
+mod unit_delete;
 
 pub use ports::{KafkaLog, TransactionalLog, WindowSource};
 pub use runner::{Connector, Exit, RunOptions};

@@ -41,9 +41,10 @@ use crate::error::{Classify, ErrorClass};
 use crate::ops::{progress, Health, Progress};
 use crate::plan::{Checkpoint, PlannedWindow, Planner, WindowKind};
 use crate::publish::{OutRecord, PublishError};
-use crate::state::StateStore;
+use crate::state::{StateStore, WindowGrid};
 use crate::upstream::window_reader::{WindowOutcome, WindowRead, WindowReader};
 
+use super::deletions::Deletions;
 use super::faults::{self, CommitError, FaultPlan, Step};
 use super::ports::{KafkaLog, TransactionalLog, WindowSource};
 use super::unit::{DeadLetters, StagedState, Topics, Unit, UnitContext, UnitError};
@@ -73,6 +74,9 @@ pub struct Connector<S: WindowSource = WindowReader, L: TransactionalLog = Kafka
     /// every re-read of its window. Kept across recoveries (what it holds is committed); a
     /// restart starts empty, so a row still bad is dead-lettered once more after a restart.
     pub dead_letters: DeadLetters,
+    /// Confirmation counts of relations seen absent (in memory: a restart only delays a
+    /// deletion).
+    pub deletions: Deletions,
 }
 
 /// Consecutive failed commits after which the connector recovers as a restart would (a fresh
@@ -387,19 +391,24 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
         self.apply_committed(unit.staged, &windows)
             .map_err(BatchFailure::after_commit)?;
         self.dead_letters.extend(unit.dead_lettered);
+        self.deletions.committed(&unit.evidence, &unit.decision);
         let st = unit.stats;
         metrics::counter!(names::RELATIONS_READ_TOTAL).increment(st.relations);
         metrics::counter!(names::RELATIONS_UNCHANGED_TOTAL).increment(st.unchanged);
         metrics::counter!(names::EVENTS_TOTAL, "type" => "CREATED").increment(st.created);
         metrics::counter!(names::EVENTS_TOTAL, "type" => "UPDATED").increment(st.updated);
+        metrics::counter!(names::EVENTS_TOTAL, "type" => "DELETED").increment(st.deleted);
         metrics::counter!(names::DEAD_LETTERS_TOTAL).increment(st.dead_letters);
         self.store.emit_gauges();
-        progress::record_commit(st.created + st.updated);
+        progress::record_commit(st.created + st.updated + st.deleted);
         debug!(
             windows = windows.len(),
             relations = st.relations,
             created = st.created,
             updated = st.updated,
+            deleted = st.deleted,
+            relations_ended = st.relations_ended,
+            rewindowed = st.rewindowed,
             unchanged = st.unchanged,
             records = commit.records,
             commit_ms = started.elapsed().as_millis() as u64,
@@ -423,12 +432,18 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
             policy: self.cfg.topics.on_bad_record,
             dead_lettered: &self.dead_letters,
             now: Utc::now(),
+            deletions: Some(&self.deletions).filter(|d| d.enabled()),
+            grid: WindowGrid::new(
+                self.cfg.start_time().timestamp(),
+                self.cfg.windows.window_secs,
+            ),
         };
         let mut windows = Vec::with_capacity(done.len());
         for (pw, read) in done {
             windows.push(pw);
             unit.add_window(read, &ctx)?;
         }
+        unit.finish(&ctx)?;
         Ok((unit, windows))
     }
 
@@ -448,24 +463,35 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
         staged: Vec<StagedState>,
         windows: &[PlannedWindow],
     ) -> Result<(), ApplyError> {
-        let plan = self.faults.as_ref();
+        let plan = self.faults.clone();
+        let plan = plan.as_ref();
         faults::check(plan, Step::AfterCommit)?;
         let half = staged.len() / 2;
         let mut staged = staged.into_iter();
         for s in staged.by_ref().take(half) {
-            self.store
-                .apply(&s.external_user_id, &s.value, &s.relations)?;
+            self.apply_staged(s)?;
         }
         faults::check(plan, Step::Apply)?;
         for s in staged {
-            self.store
-                .apply(&s.external_user_id, &s.value, &s.relations)?;
+            self.apply_staged(s)?;
         }
         faults::check(plan, Step::OnCommitted)?;
         for pw in windows {
             self.planner.on_committed(pw)?;
         }
         Ok(())
+    }
+
+    fn apply_staged(&mut self, s: StagedState) -> Result<(), crate::state::StateError> {
+        match s.buried {
+            Some(revision) => {
+                self.store.bury(&s.external_user_id, revision);
+                Ok(())
+            }
+            None => self
+                .store
+                .apply(&s.external_user_id, &s.value, &s.relations),
+        }
     }
 
     fn report(&self, now: chrono::DateTime<Utc>, progress: &mut Progress) {

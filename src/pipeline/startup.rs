@@ -27,6 +27,7 @@ use crate::state::StateStore;
 use crate::upstream::client::ApiClient;
 use crate::upstream::window_reader::WindowReader;
 
+use super::deletions::Deletions;
 use super::ports::{KafkaLog, TransactionalLog, WindowSource};
 use super::{Connector, PipelineError};
 
@@ -66,6 +67,7 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
         let t0 = Instant::now();
         let store = StateStore::open(&cfg.state.dir)?;
         let planner = Planner::new(&cfg.windows, None)?;
+        let cfg_windows = cfg.windows.clone();
         let mut connector = Connector {
             cfg,
             source,
@@ -76,6 +78,7 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
             health,
             faults: None,
             dead_letters: Default::default(),
+            deletions: Deletions::new(&cfg_windows),
         };
         connector.recover().await?;
         info!(
@@ -123,6 +126,8 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
             "State restored."
         );
         self.planner = planner;
+        // Counts of absences are kept only for what this process saw committed; start again.
+        self.deletions.reset();
         self.health.set_ready(true, "running");
         Ok(())
     }

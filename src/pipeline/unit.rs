@@ -1,5 +1,6 @@
 //! Building one unit of work: the relations a batch of windows returned, diffed against the
-//! state store, turned into the records of one Kafka transaction.
+//! state store, turned into the records of one Kafka transaction; then the relations the
+//! unit's complete reads show as ended ([`super::deletions`], applied in `unit_delete.rs`).
 //!
 //! Pure with respect to Kafka: reads the state store, writes nothing. What it stages is applied
 //! to the store only after the transaction commits ([`StagedState`]).
@@ -16,12 +17,14 @@ use crate::encode::Codec;
 use crate::error::{Classify, ErrorClass};
 use crate::plan::Window;
 use crate::publish::OutRecord;
-use crate::state::{encode_headers, RelationMeta, StateStore};
+use crate::state::{encode_headers, RelWindow, RelationMeta, StateStore, WindowGrid};
 use crate::upstream::window_reader::WindowRead;
+
+use super::deletions::{Decision, Deletions, Evidence};
 
 /// Header carrying the deterministic event id, so consumers can drop replays without decoding.
 pub const EVENT_ID_HEADER: &str = "event_id";
-/// Header carrying the event type (`CREATED` / `UPDATED`).
+/// Header carrying the event type (`CREATED` / `UPDATED` / `DELETED`).
 pub const EVENT_TYPE_HEADER: &str = "event_type";
 /// Header of a dead letter carrying the fingerprint of its content ([`dead_letter_fingerprint`]),
 /// 8 bytes big-endian: a row is dead-lettered once per distinct content.
@@ -73,6 +76,10 @@ pub struct UnitContext<'a> {
     pub dead_lettered: &'a DeadLetters,
     /// Observation time of this unit.
     pub now: DateTime<Utc>,
+    /// Confirmation counts of ended relations; `None`: nothing is ever deleted.
+    pub deletions: Option<&'a Deletions>,
+    /// How narrow windows are recorded with the relations they returned.
+    pub grid: WindowGrid,
 }
 
 /// A snapshot to record in the state store once its transaction has committed.
@@ -84,6 +91,9 @@ pub struct StagedState {
     pub value: Vec<u8>,
     /// Relation index entries of the snapshot.
     pub relations: Vec<RelationMeta>,
+    /// `Some(revision of the DELETED event)`: a tombstone was written; the customer is
+    /// forgotten and its revision kept (`value` and `relations` are empty).
+    pub buried: Option<u64>,
 }
 
 /// What one window contributed.
@@ -97,6 +107,12 @@ pub struct UnitStats {
     pub created: u64,
     /// UPDATED events.
     pub updated: u64,
+    /// DELETED events.
+    pub deleted: u64,
+    /// Relations removed because they ended.
+    pub relations_ended: u64,
+    /// State records rewritten without an event: a relation's window narrowed.
+    pub rewindowed: u64,
     /// Records sent to the dead-letter topic.
     pub dead_letters: u64,
     /// Bad rows not sent again: their content was dead-lettered before.
@@ -114,8 +130,15 @@ pub struct Unit {
     pub stats: UnitStats,
     /// Fingerprints of the dead letters in `records`, to remember once committed.
     pub dead_lettered: Vec<u64>,
+    /// What the unit's reads showed about ended relations (committed to [`Deletions`] after
+    /// the transaction).
+    pub evidence: Evidence,
+    /// The deletions decided (see [`Unit::finish`]).
+    pub decision: Decision,
     /// Position in `staged` of each customer staged in this unit.
-    staged_index: HashMap<String, usize>,
+    pub(super) staged_index: HashMap<String, usize>,
+    /// Relations returned by the read being added.
+    read_rows: usize,
 }
 
 /// A unit of work could not be built.
@@ -142,6 +165,20 @@ pub enum UnitError {
     },
 }
 
+/// Decodes a customer's previous snapshot.
+pub(super) fn decode_prev(
+    ctx: &UnitContext<'_>,
+    ext: &str,
+    bytes: &[u8],
+) -> Result<Snapshot, UnitError> {
+    ctx.codec
+        .decode_snapshot(bytes)
+        .map_err(|e| UnitError::CorruptState {
+            external_user_id: ext.to_string(),
+            reason: e.to_string(),
+        })
+}
+
 impl Classify for UnitError {
     fn class(&self) -> ErrorClass {
         match self {
@@ -161,6 +198,10 @@ impl Unit {
             self.dead_letter(ctx, None, read.window, &rejected.raw_json, &rejected.error)?;
         }
         let window = read.window;
+        // Only a complete read without rejected rows (whose relation could be any) shows that
+        // a relation it did not return is gone.
+        let evidence = read.complete && read.rejected.is_empty();
+        self.read_rows = read.relations.len();
         let mut rels = read.relations.into_iter().peekable();
         let mut group: Vec<Relation> = Vec::new();
         while let Some((ext, first)) = rels.next() {
@@ -170,6 +211,11 @@ impl Unit {
                 group.push(r);
             }
             self.add_customer(&ext, &mut group, window, ctx)?;
+        }
+        if evidence && ctx.deletions.is_some_and(Deletions::enabled) {
+            // After the read's own relations were recorded as seen.
+            let inside = ctx.store.relations_within(RelWindow::from(window));
+            self.evidence.complete_read(window, inside);
         }
         Ok(())
     }
@@ -189,42 +235,86 @@ impl Unit {
             ..
         } = *ctx;
         let staged_idx = self.staged_index.get(ext).copied();
-        // Each relation's fingerprint is computed once, here (relations of a window read are
-        // canonical: `Relation::from_row` makes them so).
+        // Each relation's fingerprint and key hash are computed once, here (relations of a
+        // window read are canonical: `Relation::from_row` makes them so).
         let fps: Vec<u64> = group.iter().map(relation_fingerprint).collect();
-        // Fast path: every relation's fingerprint is already known → nothing to do.
+        let khs: Vec<u64> = group
+            .iter()
+            .map(|r| relation_key_hash(ext, &r.qw_user_id))
+            .collect();
+        if ctx.deletions.is_some_and(Deletions::enabled) {
+            self.evidence.seen.extend(khs.iter().copied());
+        }
+        let seen_in = ctx.grid.record(RelWindow::from(window), self.read_rows);
+        // Fast path: every relation's fingerprint is already known, and its window is known
+        // and no wider than this one → nothing to do.
         if staged_idx.is_none()
-            && group.iter().zip(&fps).all(|(r, fp)| {
-                store.relation_fingerprint(relation_key_hash(ext, &r.qw_user_id)) == Some(*fp)
+            && khs.iter().zip(&fps).all(|(kh, fp)| {
+                store.relation_fingerprint(*kh) == Some(*fp)
+                    && store
+                        .relation_window(*kh)
+                        .is_some_and(|w| seen_in.secs() >= w.secs())
             })
         {
             self.stats.unchanged += group.len() as u64;
             return Ok(());
         }
         let loaded;
-        let prev_bytes: Option<&[u8]> = match staged_idx {
-            Some(k) => Some(&self.staged[k].value),
+        let (prev_bytes, prev_metas): (Option<&[u8]>, Vec<RelationMeta>) = match staged_idx {
+            Some(k) => (
+                Some(&self.staged[k].value),
+                self.staged[k].relations.clone(),
+            ),
             None => {
-                loaded = store.load(ext)?;
-                loaded.as_deref()
+                loaded = store.load_entry(ext)?;
+                match &loaded {
+                    Some(e) => (Some(e.value.as_slice()), e.relations.clone()),
+                    None => (None, Vec::new()),
+                }
             }
         };
         let prev: Option<Snapshot> = match prev_bytes {
             None => None,
-            Some(b) => Some(
-                codec
-                    .decode_snapshot(b)
-                    .map_err(|e| UnitError::CorruptState {
-                        external_user_id: ext.to_string(),
-                        reason: e.to_string(),
-                    })?,
-            ),
+            Some(b) => Some(decode_prev(ctx, ext, b)?),
+        };
+        let prev_fp = prev.as_ref().map(|p| p.fingerprint);
+        // The window each relation is known to lie in after this read.
+        let window_of = |kh: u64| {
+            let old = prev_metas
+                .iter()
+                .find(|m| m.key_hash == kh)
+                .and_then(|m| m.window);
+            if khs.contains(&kh) {
+                Some(RelWindow::narrowed(old, seen_in))
+            } else {
+                old
+            }
         };
         let keyed: Vec<(u64, Relation)> = fps.into_iter().zip(group.drain(..)).collect();
-        let Some((change, after_fps)) = diff_fingerprinted(prev, ext, keyed, now) else {
-            self.stats.unchanged += 1;
+        let Some((mut change, after_fps)) = diff_fingerprinted(prev, ext, keyed, now) else {
+            // Same content; a narrower window is still worth a state record (no event).
+            let metas: Vec<RelationMeta> = prev_metas
+                .iter()
+                .map(|m| RelationMeta {
+                    window: window_of(m.key_hash),
+                    ..*m
+                })
+                .collect();
+            if metas == prev_metas {
+                self.stats.unchanged += 1;
+                return Ok(());
+            }
+            let value = prev_bytes.map(<[u8]>::to_vec).unwrap_or_default();
+            self.stats.rewindowed += 1;
+            self.stage(topics, ext, value, prev_fp.unwrap_or_default(), metas);
             return Ok(());
         };
+        if let (Change::Created { after }, None) = (&mut change, staged_idx) {
+            // Back after DELETED: the revisions continue.
+            if let Some(last) = store.grave(ext) {
+                after.revision = last.saturating_add(1);
+            }
+        }
         let after = change.after();
         let encoded = codec
             .encode_event(&change, window, now)
@@ -245,16 +335,31 @@ impl Unit {
             .relations
             .iter()
             .zip(after_fps)
-            .map(|(r, fingerprint)| RelationMeta {
-                key_hash: relation_key_hash(ext, &r.qw_user_id),
-                fingerprint,
+            .map(|(r, fingerprint)| {
+                let key_hash = relation_key_hash(ext, &r.qw_user_id);
+                RelationMeta {
+                    key_hash,
+                    fingerprint,
+                    window: window_of(key_hash),
+                }
             })
             .collect();
-        let id = event_id(ext, after.revision, after.fingerprint);
-        match &change {
+        self.push_event(topics, &change, event_bytes);
+        let fingerprint = after.fingerprint;
+        self.stage(topics, ext, snapshot_bytes, fingerprint, metas);
+        Ok(())
+    }
+
+    /// Adds the event of `change` to the records and counts it.
+    pub(super) fn push_event(&mut self, topics: &Topics, change: &Change, event_bytes: Vec<u8>) {
+        match change {
             Change::Created { .. } => self.stats.created += 1,
             Change::Updated { .. } => self.stats.updated += 1,
+            Change::Deleted { .. } => self.stats.deleted += 1,
         }
+        let after = change.after();
+        let ext = &after.customer.external_user_id;
+        let id = event_id(ext, after.revision, after.fingerprint);
         self.records.push(OutRecord {
             topic: topics.events.clone(),
             key: ext.as_bytes().to_vec(),
@@ -267,19 +372,30 @@ impl Unit {
                 ),
             ],
         });
+    }
+
+    /// Adds a state record of `ext` and stages it for after the commit.
+    pub(super) fn stage(
+        &mut self,
+        topics: &Topics,
+        ext: &str,
+        value: Vec<u8>,
+        fingerprint: u64,
+        metas: Vec<RelationMeta>,
+    ) {
         self.records.push(OutRecord {
             topic: topics.state.clone(),
             key: ext.as_bytes().to_vec(),
-            value: Some(snapshot_bytes.clone()),
-            headers: encode_headers(after.fingerprint, &metas),
+            value: Some(value.clone()),
+            headers: encode_headers(fingerprint, &metas),
         });
         self.staged_index.insert(ext.to_string(), self.staged.len());
         self.staged.push(StagedState {
             external_user_id: ext.to_string(),
-            value: snapshot_bytes,
+            value,
             relations: metas,
+            buried: None,
         });
-        Ok(())
     }
 
     fn dead_letter(

@@ -188,6 +188,9 @@ struct Spec<'a> {
     role: &'static str,
     policy: &'static str,
     partitions: i32,
+    /// `delete.retention.ms` to create it with (the state topic: how long tombstones of
+    /// DELETED customers stay readable), if any.
+    delete_retention_ms: Option<String>,
 }
 
 fn specs(topics: &TopicsConfig) -> [Spec<'_>; 4] {
@@ -197,30 +200,34 @@ fn specs(topics: &TopicsConfig) -> [Spec<'_>; 4] {
             role: "events",
             policy: "delete",
             partitions: topics.partitions,
+            delete_retention_ms: None,
         },
         Spec {
             name: &topics.state,
             role: "state",
             policy: "compact",
             partitions: topics.partitions,
+            delete_retention_ms: Some(topics.state_delete_retention_ms.to_string()),
         },
         Spec {
             name: &topics.checkpoint,
             role: "checkpoint",
             policy: "compact",
             partitions: 1,
+            delete_retention_ms: None,
         },
         Spec {
             name: &topics.dead_letter,
             role: "dead letter",
             policy: "delete",
             partitions: 1,
+            delete_retention_ms: None,
         },
     ]
 }
 
 /// Creates missing topics when `topics.create` (events: delete, `partitions`; state: compact,
-/// `partitions`; checkpoint: compact, 1 partition; dead letter: delete, 1 partition; all with
+/// `partitions`, `delete.retention.ms` = `topics.state_delete_retention_ms`; checkpoint: compact, 1 partition; dead letter: delete, 1 partition; all with
 /// `replication_factor`), then verifies that state and checkpoint are `cleanup.policy=compact`
 /// and that the checkpoint has exactly one partition.
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &TopicsConfig) -> Result<(), TopicError> {
@@ -354,8 +361,13 @@ impl Admin {
         let new_topics: Vec<NewTopic<'_>> = missing
             .iter()
             .map(|s| {
-                NewTopic::new(s.name, s.partitions, TopicReplication::Fixed(replication))
-                    .set("cleanup.policy", s.policy)
+                let topic =
+                    NewTopic::new(s.name, s.partitions, TopicReplication::Fixed(replication))
+                        .set("cleanup.policy", s.policy);
+                match &s.delete_retention_ms {
+                    Some(ms) => topic.set("delete.retention.ms", ms),
+                    None => topic,
+                }
             })
             .collect();
         let results = self

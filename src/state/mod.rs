@@ -25,6 +25,10 @@
 //! * **header `tanma.rel`**: N × 16 bytes, one per follow relation: the big-endian u64
 //!   `relation_key_hash(externalUserId, qwUserId)`, then the big-endian u64 relation
 //!   fingerprint. Required on non-tombstones (empty for a customer with no relation).
+//! * **header `tanma.relw`** (optional): N × 16 bytes, each relation's narrowest add-time window;
+//!   absent on records written before windows were kept ([`windows`]).
+//! * **header `tanma.grave`** (tombstones of DELETED customers): the DELETED revision and
+//!   fingerprint, so a customer that comes back continues its revisions ([`windows`]).
 //!
 //! [`encode_headers`] builds both headers. The customer key hash used by the index is
 //! `key_hash(ext) = xxh3_64(ext.as_bytes())` ([`key_hash`]); relation key hashes are taken as
@@ -35,7 +39,8 @@
 //!
 //! The index holds no strings: two open-addressing `u64 → u64` tables ([`table::U64Map`],
 //! 16-byte slots, 68–85 % full, 64 shards that grow one at a time), i.e. about 19–24 bytes per
-//! customer plus the same per relation (measured: 63 B per customer with two relations).
+//! customer plus the same per relation (measured: 63 B per customer with two relations), plus
+//! the window index deletion needs ([`windows::WindowIndex`]: about 40 B per relation).
 //! Snapshots live in the spill file under `state.dir` (entry layout in [`spill`]), read back with
 //! positioned reads only for customers that changed. The file is a cache: replaced when the
 //! store opens, deleted when it drops, compacted when dead entries dominate.
@@ -61,10 +66,16 @@ pub mod restore;
 pub mod spill;
 pub mod store;
 pub mod table;
+pub mod windows;
 
 pub use error::StateError;
 pub use restore::{restore, RestoreStats};
 pub use store::{
-    decode_fingerprint, decode_relations, encode_headers, encode_relations, key_hash, RelationMeta,
-    StateStore, StoreOptions, StoreStats, HEADER_FINGERPRINT, HEADER_RELATIONS,
+    decode_fingerprint, decode_relations, encode_headers, encode_relations, key_hash,
+    spill_relations, RelationMeta, StateStore, StoreOptions, StoreStats, StoredEntry,
+    HEADER_FINGERPRINT, HEADER_RELATIONS,
+};
+pub use windows::{
+    decode_grave, encode_grave, join_relation_headers, RelWindow, WindowGrid, HEADER_GRAVE,
+    HEADER_RELATION_WINDOWS,
 };

@@ -9,6 +9,7 @@ use rdkafka::ClientConfig;
 
 use super::error::StateError;
 use super::store::{decode_fingerprint, StateStore, HEADER_FINGERPRINT, HEADER_RELATIONS};
+use super::windows::{decode_grave, join_relation_headers, HEADER_GRAVE, HEADER_RELATION_WINDOWS};
 use crate::ops::metrics::names;
 use crate::publish::read_to_end::{
     read_to_end_blocking, Isolation, LogRecord, ReadError, ReadOptions,
@@ -197,28 +198,28 @@ fn apply_record(
     };
     let key = record.key().ok_or_else(|| invalid("missing key".into()))?;
     let ext = std::str::from_utf8(key).map_err(|e| invalid(format!("key is not UTF-8: {e}")))?;
-    let Some(value) = record.value() else {
-        return store.remove_checked(ext);
-    };
-    let mut relations = None;
-    let mut fingerprint = None;
+    let (mut relations, mut fingerprint, mut windows, mut grave) = (None, None, None, None);
     record.for_each_header(|name, value| match name {
         HEADER_RELATIONS => relations = Some(value),
         HEADER_FINGERPRINT => fingerprint = Some(value),
+        HEADER_RELATION_WINDOWS => windows = Some(value),
+        HEADER_GRAVE => grave = Some(value),
         _ => {}
     });
+    let Some(value) = record.value() else {
+        return match grave.map(decode_grave) {
+            None => store.remove_checked(ext),
+            Some(Some((revision, _))) => store.bury_checked(ext, revision),
+            Some(None) => Err(invalid(format!("header {HEADER_GRAVE} is not 16 bytes"))),
+        };
+    };
     let relations =
         relations.ok_or_else(|| invalid(format!("missing header {HEADER_RELATIONS}")))?;
-    if relations.len() % 16 != 0 {
-        return Err(invalid(format!(
-            "header {HEADER_RELATIONS} is {} bytes, not a multiple of 16",
-            relations.len()
-        )));
-    }
+    let relations = join_relation_headers(relations, windows).map_err(invalid)?;
     if fingerprint.and_then(decode_fingerprint).is_none() {
         return Err(invalid(format!(
             "header {HEADER_FINGERPRINT} missing or not 8 bytes"
         )));
     }
-    store.apply_raw(ext, value, relations)
+    store.apply_raw(ext, value, &relations)
 }

@@ -3,8 +3,12 @@
 //! Entry layout (all integers big-endian):
 //!
 //! ```text
-//! u16 ext_len | ext (UTF-8) | u32 n_rel | n_rel × (u64 relation_key_hash, u64 fingerprint) | value
+//! u16 ext_len | ext (UTF-8) | u32 n_rel | n_rel × REL | value
+//! REL = u64 relation_key_hash | u64 fingerprint | i64 window since | i64 window before
 //! ```
+//!
+//! The window is the narrowest add-time window the relation was seen in, in Unix seconds;
+//! `(0, 0)` when unknown (a state record written before windows were kept).
 //!
 //! An entry is addressed by a packed location `offset << 24 | len` (40-bit offset: 1 TiB of file;
 //! 24-bit length: entries up to 16 MiB). Writes go through an in-memory tail buffer; reads of the
@@ -28,6 +32,8 @@ const MAX_OFFSET: u64 = 1 << (64 - LEN_BITS);
 const BUFFER_BYTES: usize = 1 << 20;
 /// Fixed bytes of an entry besides ext, relations and value.
 const ENTRY_OVERHEAD: usize = 2 + 4;
+/// Bytes of one relation in an entry (see the module doc).
+pub const REL_BYTES: usize = 32;
 
 /// Packs an entry location.
 pub fn pack(offset: u64, len: usize) -> u64 {
@@ -53,16 +59,28 @@ impl SpillEntry {
         self.bytes.get(2..self.ext_end).unwrap_or_default()
     }
 
-    /// Relation pairs, 16 bytes each (`relation_key_hash`, `fingerprint`, big-endian).
+    /// Relation pairs (`relation_key_hash`, `fingerprint`).
     pub fn relations(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.relation_windows().map(|(k, f, _)| (k, f))
+    }
+
+    /// Relations with their window: (`relation_key_hash`, `fingerprint`, (since, before));
+    /// the window is `(0, 0)` when unknown.
+    pub fn relation_windows(&self) -> impl Iterator<Item = (u64, u64, (i64, i64))> + '_ {
+        self.relation_bytes().chunks_exact(REL_BYTES).map(|c| {
+            (
+                be_u64(&c[..8]),
+                be_u64(&c[8..16]),
+                (be_u64(&c[16..24]) as i64, be_u64(&c[24..32]) as i64),
+            )
+        })
+    }
+
+    /// The relations in entry layout (`REL_BYTES` each).
+    pub fn relation_bytes(&self) -> &[u8] {
         self.bytes
             .get(self.ext_end + 4..self.rel_end)
             .unwrap_or_default()
-            .chunks_exact(16)
-            .map(|c| {
-                let (k, f) = c.split_at(8);
-                (be_u64(k), be_u64(f))
-            })
     }
 
     /// The snapshot value bytes.
@@ -166,7 +184,7 @@ impl Spill {
     }
 
     /// Appends an entry and returns its packed location. `relations` must be a multiple of
-    /// 16 bytes (checked by the caller).
+    /// `REL_BYTES` bytes (checked by the caller).
     pub fn append(
         &mut self,
         key_hash: u64,
@@ -176,7 +194,7 @@ impl Spill {
     ) -> Result<u64, StateError> {
         let len = ENTRY_OVERHEAD + ext.len() + relations.len() + value.len();
         let ext_len = u16::try_from(ext.len()).ok();
-        let n_rel = u32::try_from(relations.len() / 16).ok();
+        let n_rel = u32::try_from(relations.len() / REL_BYTES).ok();
         let (Some(ext_len), Some(n_rel)) = (ext_len, n_rel) else {
             return Err(StateError::SnapshotTooLarge {
                 key_hash,
@@ -282,7 +300,7 @@ impl Spill {
             .get(ext_end..ext_end + 4)
             .map(be_u32)
             .ok_or_else(|| self.corrupt(offset, "truncated after ext".into()))?;
-        let rel_end = ext_end + 4 + n_rel as usize * 16;
+        let rel_end = ext_end + 4 + n_rel as usize * REL_BYTES;
         if rel_end > bytes.len() {
             return Err(self.corrupt(
                 offset,
@@ -362,7 +380,13 @@ mod tests {
     fn rel(pairs: &[(u64, u64)]) -> Vec<u8> {
         pairs
             .iter()
-            .flat_map(|(k, f)| k.to_be_bytes().into_iter().chain(f.to_be_bytes()))
+            .flat_map(|(k, f)| {
+                k.to_be_bytes()
+                    .into_iter()
+                    .chain(f.to_be_bytes())
+                    .chain(100i64.to_be_bytes())
+                    .chain(160i64.to_be_bytes())
+            })
             .collect()
     }
 
@@ -377,6 +401,11 @@ mod tests {
         let e = spill.read(a).unwrap();
         assert_eq!(e.ext(), b"wmA");
         assert_eq!(e.relations().collect::<Vec<_>>(), vec![(5, 6), (7, 8)]);
+        assert_eq!(
+            e.relation_windows().next(),
+            Some((5, 6, (100, 160))),
+            "window kept"
+        );
         assert_eq!(e.clone().into_value(), b"value-a");
         // Push enough to force flushes, then read the first entry from the file.
         let big = vec![0xAB; 300_000];

@@ -2,9 +2,12 @@
 
 use std::path::Path;
 
+use std::collections::HashMap;
+
 use super::error::StateError;
-use super::spill::{unpack, Spill};
+use super::spill::{unpack, Spill, REL_BYTES};
 use super::table::U64Map;
+use super::windows::{encode_windows, RelWindow, WindowIndex, HEADER_RELATION_WINDOWS};
 use crate::ops::metrics::names;
 
 /// Header carrying the customer fingerprint: 8 bytes, big-endian u64.
@@ -28,9 +31,12 @@ pub struct RelationMeta {
     pub key_hash: u64,
     /// Fingerprint of the relation's canonical form.
     pub fingerprint: u64,
+    /// The narrowest add-time window the relation was seen in (`None`: unknown).
+    pub window: Option<RelWindow>,
 }
 
-/// The headers of a state record: `tanma.fp` then `tanma.rel` (see the module doc).
+/// The headers of a state record: `tanma.fp`, `tanma.rel`, then `tanma.relw` (see the module
+/// doc and [`super::windows`]).
 pub fn encode_headers(fingerprint: u64, relations: &[RelationMeta]) -> Vec<(String, Vec<u8>)> {
     vec![
         (
@@ -38,7 +44,24 @@ pub fn encode_headers(fingerprint: u64, relations: &[RelationMeta]) -> Vec<(Stri
             fingerprint.to_be_bytes().to_vec(),
         ),
         (HEADER_RELATIONS.to_string(), encode_relations(relations)),
+        (
+            HEADER_RELATION_WINDOWS.to_string(),
+            encode_windows(relations.iter().map(|r| r.window)),
+        ),
     ]
+}
+
+/// `relations` in spill layout ([`super::spill`]: key hash, fingerprint, window).
+pub fn spill_relations(relations: &[RelationMeta]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(relations.len() * REL_BYTES);
+    for r in relations {
+        out.extend_from_slice(&r.key_hash.to_be_bytes());
+        out.extend_from_slice(&r.fingerprint.to_be_bytes());
+        let (s, b) = r.window.map_or((0, 0), |w| (w.since, w.before));
+        out.extend_from_slice(&s.to_be_bytes());
+        out.extend_from_slice(&b.to_be_bytes());
+    }
+    out
 }
 
 /// The `tanma.rel` header value for `relations`.
@@ -64,6 +87,7 @@ pub fn decode_relations(bytes: &[u8]) -> Option<Vec<RelationMeta>> {
                 RelationMeta {
                     key_hash: super::spill::be_u64(k),
                     fingerprint: super::spill::be_u64(f),
+                    window: None,
                 }
             })
             .collect(),
@@ -73,6 +97,17 @@ pub fn decode_relations(bytes: &[u8]) -> Option<Vec<RelationMeta>> {
 /// Parses a `tanma.fp` header value; `None` unless it is exactly 8 bytes.
 pub fn decode_fingerprint(bytes: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
+}
+
+/// A customer's committed entry, read back from the spill file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// The customer.
+    pub external_user_id: String,
+    /// The encoded snapshot, as written to the state topic.
+    pub value: Vec<u8>,
+    /// Its relations, with their windows.
+    pub relations: Vec<RelationMeta>,
 }
 
 /// Tuning of a [`StateStore`].
@@ -115,6 +150,10 @@ pub struct StateStore {
     customers: U64Map,
     /// `relation_key_hash` → relation fingerprint.
     relations: U64Map,
+    /// Relations by their narrowest window.
+    windows: WindowIndex,
+    /// `key_hash(ext)` → revision of the DELETED event of customers deleted and not back.
+    graves: HashMap<u64, u64>,
     spill: Spill,
     /// Sum of the lengths of the entries `customers` points at.
     live_bytes: u64,
@@ -133,6 +172,8 @@ impl StateStore {
         Ok(StateStore {
             customers: U64Map::new(),
             relations: U64Map::new(),
+            windows: WindowIndex::default(),
+            graves: HashMap::new(),
             spill: Spill::create(dir)?,
             live_bytes: 0,
             options,
@@ -145,6 +186,8 @@ impl StateStore {
         StateStore {
             customers: U64Map::new(),
             relations: U64Map::new(),
+            windows: WindowIndex::default(),
+            graves: HashMap::new(),
             spill: self.spill.detached(),
             live_bytes: 0,
             options: self.options,
@@ -156,6 +199,8 @@ impl StateStore {
     pub(crate) fn abandon(&mut self) {
         self.customers.clear();
         self.relations.clear();
+        self.windows.clear();
+        self.graves.clear();
         self.live_bytes = 0;
         self.spill.disown();
     }
@@ -180,12 +225,71 @@ impl StateStore {
         self.relations.get(relation_key_hash)
     }
 
+    /// The narrowest window this relation was seen in (`None`: unknown, or not known at all).
+    pub fn relation_window(&self, relation_key_hash: u64) -> Option<RelWindow> {
+        self.windows.window(relation_key_hash)
+    }
+
+    /// Every known `(relation_key_hash, customer key_hash)` whose window lies inside `w`.
+    pub fn relations_within(&self, w: RelWindow) -> Vec<(u64, u64)> {
+        self.windows.within(w)
+    }
+
+    /// The revision of the DELETED event of a customer deleted and not seen since.
+    pub fn grave(&self, external_user_id: &str) -> Option<u64> {
+        self.graves.get(&key_hash(external_user_id)).copied()
+    }
+
+    /// Customers deleted and not seen since (as far as this process knows).
+    pub fn graves(&self) -> usize {
+        self.graves.len()
+    }
+
+    /// The committed entry of the customer with key hash `customer`.
+    pub fn load_by_hash(&self, customer: u64) -> Result<Option<StoredEntry>, StateError> {
+        let Some(loc) = self.customers.get(customer) else {
+            return Ok(None);
+        };
+        let entry = self.spill.read(loc)?;
+        let ext = String::from_utf8_lossy(entry.ext()).into_owned();
+        if key_hash(&ext) != customer {
+            return Err(StateError::CorruptSpill {
+                path: self.spill.path().to_path_buf(),
+                offset: unpack(loc).0,
+                reason: format!("entry does not belong to key hash {customer:016x}"),
+            });
+        }
+        let relations = metas_of(&entry);
+        Ok(Some(StoredEntry {
+            external_user_id: ext,
+            value: entry.into_value(),
+            relations,
+        }))
+    }
+
+    /// The committed snapshot bytes and relations of a customer.
+    pub fn load_entry(&self, external_user_id: &str) -> Result<Option<StoredEntry>, StateError> {
+        let Some(loc) = self.customers.get(key_hash(external_user_id)) else {
+            return Ok(None);
+        };
+        let entry = self.spill.read(loc)?;
+        self.check_owner(loc, entry.ext(), external_user_id)?;
+        let relations = metas_of(&entry);
+        Ok(Some(StoredEntry {
+            external_user_id: external_user_id.to_string(),
+            value: entry.into_value(),
+            relations,
+        }))
+    }
+
     /// Sizes of the index and spill.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             customers: self.customers.len(),
             relations: self.relations.len(),
-            index_bytes: self.customers.allocated_bytes() + self.relations.allocated_bytes(),
+            index_bytes: self.customers.allocated_bytes()
+                + self.relations.allocated_bytes()
+                + self.windows.allocated_bytes(),
             spill_bytes: self.spill.len(),
             live_bytes: self.live_bytes,
         }
@@ -221,10 +325,11 @@ impl StateStore {
         value: &[u8],
         relations: &[RelationMeta],
     ) -> Result<(), StateError> {
-        self.apply_raw(external_user_id, value, &encode_relations(relations))
+        self.apply_raw(external_user_id, value, &spill_relations(relations))
     }
 
-    /// [`StateStore::apply`] with the relations in `tanma.rel` layout (length a multiple of 16).
+    /// [`StateStore::apply`] with the relations in spill layout ([`spill_relations`]; length a
+    /// multiple of 32).
     pub(crate) fn apply_raw(
         &mut self,
         external_user_id: &str,
@@ -242,17 +347,30 @@ impl StateStore {
             None => None,
         };
         let loc = self.spill.append(kh, external_user_id, relations, value)?;
+        let mut old_windows = HashMap::new();
         if let Some((old_loc, entry)) = previous {
-            for (rk, _) in entry.relations() {
+            for (rk, _, w) in entry.relation_windows() {
                 self.relations.remove(rk);
+                old_windows.insert(rk, w);
             }
             self.live_bytes = self.live_bytes.saturating_sub(unpack(old_loc).1 as u64);
         }
-        for c in relations.chunks_exact(16) {
-            let (k, f) = c.split_at(8);
-            self.relations
-                .insert(super::spill::be_u64(k), super::spill::be_u64(f));
+        for c in relations.chunks_exact(REL_BYTES) {
+            let rk = super::spill::be_u64(&c[..8]);
+            self.relations.insert(rk, super::spill::be_u64(&c[8..16]));
+            let w = (
+                super::spill::be_u64(&c[16..24]) as i64,
+                super::spill::be_u64(&c[24..32]) as i64,
+            );
+            // Only relations that moved touch the window index.
+            if old_windows.remove(&rk) != Some(w) {
+                self.windows.insert(rk, kh, w);
+            }
         }
+        for rk in old_windows.into_keys() {
+            self.windows.remove(rk);
+        }
+        self.graves.remove(&kh);
         self.customers.insert(kh, loc);
         self.live_bytes += unpack(loc).1 as u64;
         self.maybe_compact()
@@ -279,14 +397,34 @@ impl StateStore {
         let entry = self.spill.read(loc)?;
         for (rk, _) in entry.relations() {
             self.relations.remove(rk);
+            self.windows.remove(rk);
         }
         Ok(())
+    }
+
+    /// A DELETED customer's tombstone was committed: forgets the customer (as
+    /// [`StateStore::remove`]) and remembers the revision of its DELETED event.
+    pub fn bury(&mut self, external_user_id: &str, revision: u64) {
+        self.remove(external_user_id);
+        self.graves.insert(key_hash(external_user_id), revision);
+    }
+
+    /// [`StateStore::bury`] reporting a spill read failure (restore).
+    pub(crate) fn bury_checked(
+        &mut self,
+        external_user_id: &str,
+        revision: u64,
+    ) -> Result<(), StateError> {
+        self.graves.insert(key_hash(external_user_id), revision);
+        self.remove_checked(external_user_id)
     }
 
     /// Empties the store and starts a new empty spill file.
     pub fn reset(&mut self) -> Result<(), StateError> {
         self.customers.clear();
         self.relations.clear();
+        self.windows.clear();
+        self.graves.clear();
         self.live_bytes = 0;
         self.spill.reset()
     }
@@ -380,102 +518,18 @@ impl StateStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rel(key_hash: u64, fingerprint: u64) -> RelationMeta {
-        RelationMeta {
+/// The relations of a spill entry.
+fn metas_of(entry: &super::spill::SpillEntry) -> Vec<RelationMeta> {
+    entry
+        .relation_windows()
+        .map(|(key_hash, fingerprint, (since, before))| RelationMeta {
             key_hash,
             fingerprint,
-        }
-    }
-
-    #[test]
-    fn apply_load_replace_remove() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = StateStore::open(dir.path()).unwrap();
-        assert!(!s.contains("wm1"));
-        assert_eq!(s.load("wm1").unwrap(), None);
-        s.apply("wm1", b"v1", &[rel(11, 1), rel(12, 2)]).unwrap();
-        s.apply("wm2", b"other", &[rel(21, 3)]).unwrap();
-        assert!(s.contains("wm1"));
-        assert_eq!(s.customers(), 2);
-        assert_eq!(s.load("wm1").unwrap().as_deref(), Some(&b"v1"[..]));
-        assert_eq!(s.relation_fingerprint(12), Some(2));
-        // A new version drops relation 12, changes 11, adds 13.
-        s.apply("wm1", b"v2-longer", &[rel(11, 9), rel(13, 4)])
-            .unwrap();
-        assert_eq!(s.load("wm1").unwrap().as_deref(), Some(&b"v2-longer"[..]));
-        assert_eq!(s.relation_fingerprint(11), Some(9));
-        assert_eq!(s.relation_fingerprint(12), None);
-        assert_eq!(s.relation_fingerprint(13), Some(4));
-        assert_eq!(s.relations(), 3);
-        s.remove("wm1");
-        assert!(!s.contains("wm1"));
-        assert_eq!(s.relation_fingerprint(11), None);
-        assert_eq!(s.relation_fingerprint(13), None);
-        assert_eq!(s.relation_fingerprint(21), Some(3));
-        assert_eq!(s.customers(), 1);
-        s.remove("absent");
-        let stats = s.stats();
-        assert_eq!(stats.live_bytes, (2 + 3 + 4 + 16 + 5) as u64);
-    }
-
-    #[test]
-    fn compaction_keeps_every_live_entry() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = StateStore::open_with(
-            dir.path(),
-            StoreOptions {
-                compact_min_dead_bytes: 64 << 10,
-            },
-        )
-        .unwrap();
-        // Rewrite 200 customers many times: dead bytes pile up and trigger compactions.
-        for round in 0..30u64 {
-            for c in 0..200u64 {
-                let ext = format!("wm{c}");
-                let value = format!("{ext}-round-{round}-{}", "x".repeat(100));
-                s.apply(&ext, value.as_bytes(), &[rel(c + 1, round)])
-                    .unwrap();
-            }
-        }
-        let stats = s.stats();
-        assert!(
-            stats.spill_bytes <= 2 * stats.live_bytes + (64 << 10),
-            "spill not compacted: {stats:?}"
-        );
-        for c in 0..200u64 {
-            let ext = format!("wm{c}");
-            let want = format!("{ext}-round-29-{}", "x".repeat(100));
-            assert_eq!(s.load(&ext).unwrap().as_deref(), Some(want.as_bytes()));
-            assert_eq!(s.relation_fingerprint(c + 1), Some(29));
-        }
-        s.flush().unwrap();
-        let on_disk = std::fs::metadata(dir.path().join("state.spill"))
-            .unwrap()
-            .len();
-        assert_eq!(on_disk, s.stats().spill_bytes);
-        assert!(!dir.path().join("compacting").exists());
-    }
-
-    #[test]
-    fn headers_round_trip() {
-        let rels = [rel(1, u64::MAX), rel(u64::MAX - 1, 7)];
-        let h = encode_headers(0x0102_0304_0506_0708, &rels);
-        assert_eq!(h[0].0, HEADER_FINGERPRINT);
-        assert_eq!(h[0].1, vec![1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(h[1].0, HEADER_RELATIONS);
-        assert_eq!(h[1].1.len(), 32);
-        assert_eq!(decode_relations(&h[1].1).unwrap(), rels);
-        assert_eq!(decode_fingerprint(&h[0].1), Some(0x0102_0304_0506_0708));
-        assert_eq!(decode_relations(&[0; 15]), None);
-        assert_eq!(decode_fingerprint(&[0; 7]), None);
-    }
-
-    #[test]
-    fn key_hash_is_xxh3_of_the_utf8_bytes() {
-        assert_eq!(key_hash("wmABC"), xxhash_rust::xxh3::xxh3_64(b"wmABC"));
-    }
+            window: (before > since).then_some(RelWindow { since, before }),
+        })
+        .collect()
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
