@@ -55,7 +55,8 @@ enum Command {
         /// The customer's externalUserId.
         external_user_id: String,
     },
-    /// Audit the committed events against the simulator's truth (lost / duplicated / spurious).
+    /// Audit the committed events against the simulator's truth (lost / duplicated / spurious /
+    /// not deleted / wrongly deleted).
     Verify {
         #[command(flatten)]
         config: ConfigArg,
@@ -65,7 +66,8 @@ enum Command {
         /// Keep re-checking until clean or this many seconds have passed.
         #[arg(long, default_value_t = 0)]
         wait_secs: u64,
-        /// Also compare the state topic's latest snapshots with the truth and the events.
+        /// Also compare the state topic's latest snapshots with the truth and the events (and
+        /// check that customers gone from the truth were tombstoned).
         #[arg(long)]
         state: bool,
     },

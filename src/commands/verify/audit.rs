@@ -1,8 +1,12 @@
-//! The audit rules, applied event by event in bounded memory: per customer only its latest
-//! revision and after-image fingerprint and the runs of revisions seen; per event a 64-bit hash
-//! of its id.
+//! The events audit, applied event by event in bounded memory: per customer only its latest
+//! revision, after-image fingerprint and whether that latest event is DELETED, and the runs of
+//! revisions seen; per event a 64-bit hash of its id.
+//!
+//! The truth holds the customers alive now (removed relations excluded). A customer absent from
+//! it is gone: its latest event must be DELETED. A figure counts problems, not events: one bad
+//! event can show in two figures (e.g. a DELETED that skips a revision is spurious and a gap).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -11,12 +15,12 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::truth::{relations_fp, Fp, Truth};
 
 /// Most examples kept in a report.
-const MAX_EXAMPLES: usize = 20;
+pub(super) const MAX_EXAMPLES: usize = 20;
 
 /// Figures of one audit.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct Audit {
-    /// Customers in the truth.
+    /// Customers in the truth (alive now).
     pub truth_customers: usize,
     /// Events read.
     pub events: u64,
@@ -24,20 +28,32 @@ pub struct Audit {
     pub created: u64,
     /// UPDATED events read.
     pub updated: u64,
-    /// Customers missing or stale.
+    /// DELETED events read.
+    pub deleted: u64,
+    /// Customers gone from the truth whose latest event is DELETED (as it should be).
+    pub deleted_customers: u64,
+    /// Customers of the truth missing or stale.
     pub lost: u64,
     /// Repeated events.
     pub duplicated: u64,
     /// Events that should not exist.
     pub spurious: u64,
+    /// Customers gone from the truth whose latest event is not DELETED.
+    pub not_deleted: u64,
+    /// Customers of the truth whose latest event is DELETED.
+    pub wrongly_deleted: u64,
     /// Up to 20 examples of problems.
     pub examples: Vec<String>,
 }
 
 impl Audit {
-    /// True when nothing was lost, duplicated or spurious.
+    /// True when nothing was lost, duplicated, spurious, left undeleted or wrongly deleted.
     pub fn clean(&self) -> bool {
-        self.lost == 0 && self.duplicated == 0 && self.spurious == 0
+        self.lost == 0
+            && self.duplicated == 0
+            && self.spurious == 0
+            && self.not_deleted == 0
+            && self.wrongly_deleted == 0
     }
 
     fn note(&mut self, s: String) {
@@ -49,11 +65,11 @@ impl Audit {
 
 /// The disjoint, sorted runs `[first, last]` of the revisions seen of one customer.
 #[derive(Debug, Default, Clone)]
-struct Runs(Vec<(i64, i64)>);
+pub(super) struct Runs(pub(super) Vec<(i64, i64)>);
 
 impl Runs {
     /// Adds `rev`; false when it was already there.
-    fn insert(&mut self, rev: i64) -> bool {
+    pub(super) fn insert(&mut self, rev: i64) -> bool {
         let runs = &mut self.0;
         // The first run starting after `rev`.
         let i = runs.partition_point(|&(first, _)| first <= rev);
@@ -75,12 +91,42 @@ impl Runs {
     }
 }
 
+/// The `event_type` of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl Kind {
+    fn of(e: &Value) -> Option<Kind> {
+        match e["event_type"].as_str() {
+            Some("CREATED") => Some(Kind::Created),
+            Some("UPDATED") => Some(Kind::Updated),
+            Some("DELETED") => Some(Kind::Deleted),
+            _ => None,
+        }
+    }
+}
+
 /// What the audit remembers of one customer.
 #[derive(Debug, Clone)]
 struct Seen {
     latest_rev: i64,
     latest_after: Fp,
+    /// The event with the highest revision is DELETED.
+    latest_deleted: bool,
     revisions: Runs,
+}
+
+/// The fields of one event the rules look at.
+struct Event<'e> {
+    ext: &'e str,
+    rev: i64,
+    kind: Option<Kind>,
+    after: Fp,
+    raw: &'e Value,
 }
 
 /// The events audit, fed one decoded event at a time.
@@ -93,7 +139,7 @@ pub struct EventAuditor<'t> {
 }
 
 /// The result of an events audit: the figures, and each customer's latest event revision (for
-/// [`audit_state`]).
+/// [`super::audit_state`]).
 #[derive(Debug, Clone, Default)]
 pub struct EventsAudit {
     /// The figures.
@@ -118,54 +164,96 @@ impl<'t> EventAuditor<'t> {
 
     /// Checks one decoded event (the JSON of `Codec::decode_event_json`).
     pub fn event(&mut self, e: &Value) {
-        let a = &mut self.audit;
-        a.events += 1;
-        let ext = e["external_user_id"].as_str().unwrap_or_default();
+        let ev = Event {
+            ext: e["external_user_id"].as_str().unwrap_or_default(),
+            rev: e["revision"].as_i64().unwrap_or(-1),
+            kind: Kind::of(e),
+            after: relations_fp(&e["after"]["relations"]),
+            raw: e,
+        };
+        self.event_alone(&ev);
         let id = e["event_id"].as_str().unwrap_or_default();
-        let rev = e["revision"].as_i64().unwrap_or(-1);
-        match e["event_type"].as_str() {
-            Some("CREATED") => a.created += 1,
-            Some("UPDATED") => {
+        if !self.ids.insert(xxh3_64(id.as_bytes())) {
+            self.audit.duplicated += 1;
+            self.audit
+                .note(format!("{}: event_id {id} seen twice", ev.ext));
+        }
+        self.event_in_sequence(&ev);
+    }
+
+    /// The rules about one event by itself: its type, and that it changes something.
+    fn event_alone(&mut self, ev: &Event<'_>) {
+        let (a, ext, rev, e) = (&mut self.audit, ev.ext, ev.rev, ev.raw);
+        a.events += 1;
+        match ev.kind {
+            Some(Kind::Created) => a.created += 1,
+            Some(Kind::Updated) => {
                 a.updated += 1;
                 if e["before"]["relations"] == e["after"]["relations"] {
                     a.spurious += 1;
                     a.note(format!("{ext}: UPDATED rev {rev} without a change"));
                 }
             }
-            other => {
+            Some(Kind::Deleted) => {
+                a.deleted += 1;
+                if !e["after"]["relations"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+                {
+                    a.spurious += 1;
+                    a.note(format!(
+                        "{ext}: DELETED rev {rev} whose after-image has relations"
+                    ));
+                }
+            }
+            None => {
                 a.spurious += 1;
+                let other = e["event_type"].as_str();
                 a.note(format!("{ext}: unexpected event type {other:?}"));
             }
         }
-        if !self.ids.insert(xxh3_64(id.as_bytes())) {
-            a.duplicated += 1;
-            a.note(format!("{ext}: event_id {id} seen twice"));
-        }
-        if !self.truth.contains(ext) {
-            a.spurious += 1;
-            a.note(format!("{ext}: not in the truth"));
-        }
-        let after = relations_fp(&e["after"]["relations"]);
-        let seen = match self.customers.get_mut(ext) {
-            Some(seen) => seen,
-            None => self.customers.entry(ext.to_string()).or_insert(Seen {
-                latest_rev: rev,
-                latest_after: after,
-                revisions: Runs::default(),
-            }),
+    }
+
+    /// The rules about an event and the customer's earlier ones: revisions, a CREATED only
+    /// first or after a DELETED, a DELETED only after an image it starts from.
+    fn event_in_sequence(&mut self, ev: &Event<'_>) {
+        let a = &mut self.audit;
+        let Some(seen) = self.customers.get_mut(ev.ext) else {
+            if ev.kind == Some(Kind::Deleted) {
+                a.spurious += 1;
+                a.note(format!("{}: DELETED without an earlier event", ev.ext));
+            }
+            let mut revisions = Runs::default();
+            revisions.insert(ev.rev);
+            let seen = Seen {
+                latest_rev: ev.rev,
+                latest_after: ev.after,
+                latest_deleted: ev.kind == Some(Kind::Deleted),
+                revisions,
+            };
+            self.customers.insert(ev.ext.to_string(), seen);
+            return;
         };
-        if !seen.revisions.insert(rev) {
+        if !seen.revisions.insert(ev.rev) {
             a.duplicated += 1;
-            a.note(format!("{ext}: revision {rev} twice"));
+            a.note(format!("{}: revision {} twice", ev.ext, ev.rev));
+        } else if let Some((duplicate, problem)) = sequence_problem(seen, ev) {
+            *(if duplicate {
+                &mut a.duplicated
+            } else {
+                &mut a.spurious
+            }) += 1;
+            a.note(format!("{}: {problem}", ev.ext));
         }
-        if rev > seen.latest_rev {
-            seen.latest_rev = rev;
-            seen.latest_after = after;
+        if ev.rev > seen.latest_rev {
+            seen.latest_rev = ev.rev;
+            seen.latest_after = ev.after;
+            seen.latest_deleted = ev.kind == Some(Kind::Deleted);
         }
     }
 
-    /// The checks that need every event: revision gaps, a first revision, the latest
-    /// after-image of every customer of the truth.
+    /// The checks that need every event: revision gaps, a first revision, the latest event of
+    /// every customer against the truth (alive: its after-image; gone: DELETED).
     pub fn finish(self) -> EventsAudit {
         let mut a = self.audit;
         for (ext, seen) in &self.customers {
@@ -177,12 +265,31 @@ impl<'t> EventAuditor<'t> {
                 a.lost += 1;
                 a.note(format!("{ext}: no revision 1 (CREATED)"));
             }
+            if self.truth.contains(ext) {
+                continue;
+            }
+            if seen.latest_deleted {
+                a.deleted_customers += 1;
+            } else {
+                a.not_deleted += 1;
+                a.note(format!(
+                    "{ext}: gone from the truth, latest event (rev {}) is not DELETED",
+                    seen.latest_rev
+                ));
+            }
         }
         for (ext, fp) in self.truth.iter() {
             match self.customers.get(ext) {
                 None => {
                     a.lost += 1;
                     a.note(format!("{ext}: no event"));
+                }
+                Some(seen) if seen.latest_deleted => {
+                    a.wrongly_deleted += 1;
+                    a.note(format!(
+                        "{ext}: in the truth, latest event (rev {}) is DELETED",
+                        seen.latest_rev
+                    ));
                 }
                 Some(seen) if seen.latest_after != fp => {
                     a.lost += 1;
@@ -205,6 +312,44 @@ impl<'t> EventAuditor<'t> {
     }
 }
 
+/// What is wrong with `ev` (a revision not seen before) after the customer's events so far
+/// (`seen`): `(true, _)` a duplicate, `(false, _)` spurious.
+fn sequence_problem(seen: &Seen, ev: &Event<'_>) -> Option<(bool, String)> {
+    let (rev, latest) = (ev.rev, seen.latest_rev);
+    let follows = rev == latest + 1;
+    match ev.kind {
+        Some(Kind::Created) if !seen.latest_deleted => Some((
+            true,
+            format!("CREATED rev {rev} without a DELETED after rev {latest}"),
+        )),
+        Some(Kind::Created) if !follows => Some((
+            false,
+            format!("CREATED rev {rev} does not continue DELETED rev {latest}"),
+        )),
+        Some(Kind::Updated) if seen.latest_deleted && rev > latest => Some((
+            false,
+            format!("UPDATED rev {rev} after DELETED rev {latest} (no CREATED)"),
+        )),
+        Some(Kind::Deleted) if seen.latest_deleted => Some((
+            false,
+            format!("DELETED rev {rev} after DELETED rev {latest}"),
+        )),
+        Some(Kind::Deleted) if !follows => Some((
+            false,
+            format!("DELETED rev {rev} does not follow rev {latest}"),
+        )),
+        Some(Kind::Deleted)
+            if relations_fp(&ev.raw["before"]["relations"]) != seen.latest_after =>
+        {
+            Some((
+                false,
+                format!("DELETED rev {rev}: before-image is not the after-image of rev {latest}"),
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Audits a list of decoded events against `truth` (see [`EventAuditor`]).
 pub fn audit_all(truth: &Truth, events: &[Value]) -> EventsAudit {
     let mut auditor = EventAuditor::new(truth);
@@ -217,213 +362,6 @@ pub fn audit(truth: &Truth, events: &[Value]) -> Audit {
     audit_all(truth, events).audit
 }
 
-/// One customer's latest committed snapshot in the state topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StateEntry {
-    /// The snapshot's revision.
-    pub revision: u64,
-    /// The fingerprint of its `relations` ([`super::relations_fp`] of [`super::relations_json`]).
-    pub relations: Fp,
-}
-
-/// Figures of a state-topic audit: the latest snapshot of every customer against the truth
-/// and against the events.
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
-pub struct StateAudit {
-    /// Customers in the truth.
-    pub truth_customers: usize,
-    /// Customers with a snapshot in the state topic.
-    pub snapshots: usize,
-    /// Customers of the truth without a snapshot.
-    pub missing: u64,
-    /// Customers whose latest snapshot differs from the truth.
-    pub stale: u64,
-    /// Snapshots of customers the truth does not have.
-    pub extra: u64,
-    /// Snapshots whose revision differs from the customer's latest event revision.
-    pub revision_mismatch: u64,
-    /// Up to 20 examples of problems.
-    pub examples: Vec<String>,
-}
-
-impl StateAudit {
-    /// True when every customer's snapshot equals the truth and its latest event.
-    pub fn clean(&self) -> bool {
-        self.missing == 0 && self.stale == 0 && self.extra == 0 && self.revision_mismatch == 0
-    }
-
-    fn note(&mut self, s: String) {
-        if self.examples.len() < MAX_EXAMPLES {
-            self.examples.push(s);
-        }
-    }
-}
-
-/// Compares the latest snapshots with `truth`, and their revisions with the latest revision
-/// of each customer's events ([`EventsAudit::latest_revisions`]).
-pub fn audit_state(
-    truth: &Truth,
-    state: &BTreeMap<String, StateEntry>,
-    latest_revisions: &HashMap<String, i64>,
-) -> StateAudit {
-    let mut a = StateAudit {
-        truth_customers: truth.len(),
-        snapshots: state.len(),
-        ..StateAudit::default()
-    };
-    for (ext, fp) in truth.iter() {
-        match state.get(ext) {
-            None => {
-                a.missing += 1;
-                a.note(format!("{ext}: no snapshot"));
-            }
-            Some(s) if s.relations != fp => {
-                a.stale += 1;
-                a.note(format!(
-                    "{ext}: snapshot (rev {}) differs from the truth",
-                    s.revision
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    for (ext, s) in state {
-        if !truth.contains(ext) {
-            a.extra += 1;
-            a.note(format!("{ext}: snapshot of a customer not in the truth"));
-        }
-        let ev = latest_revisions.get(ext.as_str()).copied();
-        if ev != i64::try_from(s.revision).ok() {
-            a.revision_mismatch += 1;
-            a.note(format!(
-                "{ext}: snapshot revision {} but latest event revision {ev:?}",
-                s.revision
-            ));
-        }
-    }
-    a
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::commands::verify::relations_json;
-    use crate::customer::Relation;
-    use serde_json::json;
-
-    fn rel(qw: &str, nickname: &str) -> Relation {
-        Relation {
-            qw_user_id: qw.into(),
-            mobiles: vec![],
-            nickname: Some(nickname.into()),
-            avatar: None,
-            fields: vec![],
-        }
-    }
-
-    fn event(ext: &str, id: &str, rev: i64, before: &[&Relation], after: &[&Relation]) -> Value {
-        let json = |rels: &[&Relation]| {
-            relations_json(&rels.iter().map(|r| (*r).clone()).collect::<Vec<_>>())
-        };
-        json!({
-            "external_user_id": ext,
-            "event_id": id,
-            "revision": rev,
-            "event_type": if rev == 1 { "CREATED" } else { "UPDATED" },
-            "before": if rev == 1 { Value::Null } else { json!({"relations": json(before)}) },
-            "after": {"relations": json(after)},
-        })
-    }
-
-    #[test]
-    fn revision_runs_count_repeats_and_gaps() {
-        let mut runs = Runs::default();
-        for rev in [3, 1, 2, 7, 5, 6] {
-            assert!(runs.insert(rev), "{rev}");
-        }
-        assert_eq!(runs.0, vec![(1, 3), (5, 7)]);
-        assert!(!runs.insert(2) && !runs.insert(7) && !runs.insert(5));
-        assert!(runs.insert(4));
-        assert_eq!(runs.0, vec![(1, 7)]);
-        assert!(runs.insert(-1));
-        assert_eq!(runs.0, vec![(-1, -1), (1, 7)]);
-    }
-
-    #[test]
-    fn a_clean_stream_is_clean() {
-        let (a1, a2, b1) = (rel("qa", "1"), rel("qa", "2"), rel("qb", "1"));
-        let truth = Truth::from_relations([("c1", &a2), ("c1", &b1), ("c2", &a1)]);
-        let events = [
-            event("c1", "e1", 1, &[], &[&a1]),
-            event("c2", "e2", 1, &[], &[&a1]),
-            event("c1", "e3", 2, &[&a1], &[&a2, &b1]),
-        ];
-        let all = audit_all(&truth, &events);
-        assert!(all.audit.clean(), "{:?}", all.audit);
-        assert_eq!(
-            (all.audit.events, all.audit.created, all.audit.updated),
-            (3, 2, 1)
-        );
-        assert_eq!(all.latest_revisions.get("c1"), Some(&2));
-    }
-
-    #[test]
-    fn every_kind_of_problem_is_counted() {
-        let (a1, a2) = (rel("qa", "1"), rel("qa", "2"));
-        let truth = Truth::from_relations([("c1", &a2), ("c2", &a1), ("c3", &a1)]);
-        let events = [
-            event("c1", "e1", 1, &[], &[&a1]),
-            event("c1", "e1", 1, &[], &[&a1]), // same id and revision: 2 duplicated
-            event("c1", "e4", 3, &[&a1], &[&a1]), // no change + gap 1 → 3
-            event("c2", "e5", 2, &[&a2], &[&a1]), // no revision 1
-            event("c9", "e6", 1, &[], &[&a1]), // not in the truth
-        ];
-        let a = audit(&truth, &events);
-        assert_eq!(a.duplicated, 2, "{a:?}");
-        // UPDATED without a change, the gap, c9 not in the truth.
-        assert_eq!(a.spurious, 3, "{a:?}");
-        // c1's latest (rev 3) differs from the truth; c2 lacks revision 1; c3 has no event.
-        assert_eq!(a.lost, 3, "{a:?}");
-        assert!(!a.clean());
-        assert!(!a.examples.is_empty() && a.examples.len() <= MAX_EXAMPLES);
-    }
-
-    #[test]
-    fn state_audit_compares_snapshots_with_truth_and_events() {
-        let (a1, a2) = (rel("qa", "1"), rel("qa", "2"));
-        let truth = Truth::from_relations([("c1", &a2), ("c2", &a1), ("c3", &a1)]);
-        let fp = |r: &Relation| relations_fp(&relations_json(std::slice::from_ref(r)));
-        let state = BTreeMap::from([
-            (
-                "c1".to_string(),
-                StateEntry {
-                    revision: 2,
-                    relations: fp(&a2),
-                },
-            ),
-            (
-                "c2".to_string(),
-                StateEntry {
-                    revision: 1,
-                    relations: fp(&a2),
-                },
-            ),
-            (
-                "c9".to_string(),
-                StateEntry {
-                    revision: 1,
-                    relations: fp(&a1),
-                },
-            ),
-        ]);
-        let latest = HashMap::from([("c1".to_string(), 2), ("c2".to_string(), 1)]);
-        let a = audit_state(&truth, &state, &latest);
-        assert_eq!(
-            (a.missing, a.stale, a.extra, a.revision_mismatch),
-            (1, 1, 1, 1),
-            "{a:?}"
-        );
-        assert_eq!(a.snapshots, 3);
-        assert!(!a.clean());
-    }
-}
+#[path = "audit_tests.rs"]
+mod tests;

@@ -1,22 +1,30 @@
 //! `tanma-connector verify`: audits what the connector committed against a source of truth —
-//! the simulator's truth API. Used by the chaos run, the benchmarks and the end-to-end tests.
+//! the simulator's truth API, which holds the customers alive now (ended relations excluded).
+//! Used by the chaos run, the demo, the benchmarks and the end-to-end tests.
 //!
-//! Reports, over the events topic (read_committed):
-//! - **lost**: a customer of the truth with no event, or whose latest after-image differs from the
-//!   truth;
-//! - **duplicated**: an `event_id` seen twice, a second CREATED for a customer, or a revision seen
-//!   twice;
-//! - **spurious**: an event for a customer the truth does not have, an UPDATED whose after-image
-//!   equals its before-image, or a revision gap.
+//! Reports, over the events topic (read_committed; the rules: [`EventAuditor`]):
+//! - **lost**: a customer of the truth with no event, without revision 1, or whose latest
+//!   after-image differs from the truth;
+//! - **duplicated**: an `event_id` seen twice, a revision seen twice, or a second CREATED without
+//!   a DELETED before it;
+//! - **spurious**: an UPDATED whose after-image equals its before-image, a revision gap, an
+//!   unknown event type, a DELETED that is not the next revision after an image it starts from
+//!   (its before-image) or whose after-image has relations, an UPDATED or DELETED right after a
+//!   DELETED, a CREATED after a DELETED that does not continue its revision;
+//! - **not_deleted**: a customer gone from the truth whose latest event is not DELETED;
+//! - **wrongly_deleted**: a customer of the truth whose latest event is DELETED;
+//! - and, for information, the events by type (`deleted` is the DELETED events) and the customers
+//!   gone from the truth whose latest event is DELETED (`deleted_customers`).
 //!
-//! With `--state` it also reads the state topic (read_committed) and reports customers whose
-//! latest snapshot is missing, differs from the truth, belongs to no customer of the truth, or
-//! has a revision other than the customer's latest event ([`audit_state`]).
+//! With `--state` it also reads the state topic (read_committed; a tombstone removes a customer)
+//! and reports customers of the truth whose latest snapshot is missing, differs from the truth or
+//! has a revision other than the customer's latest event, snapshots of customers gone from the
+//! truth (`not_deleted`: not tombstoned) and snapshots of customers with no event ([`audit_state`]).
 //!
 //! It streams: the truth and both topics are read record by record ([`crate::publish::read_to_end`])
 //! and only compact per-customer figures are kept (fingerprints of the relations, the latest
-//! revision, the runs of revisions seen, a 64-bit hash per event id), so a run of a million
-//! customers can be audited in a few hundred megabytes.
+//! revision and whether it is DELETED, the runs of revisions seen, a 64-bit hash per event id), so
+//! a run of a million customers can be audited in a few hundred megabytes.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,11 +36,11 @@ use crate::encode::Codec;
 use crate::publish::{client_config, read_to_end_blocking, ReadError, ReadOptions};
 
 mod audit;
+mod state;
 mod truth;
 
-pub use audit::{
-    audit, audit_all, audit_state, Audit, EventAuditor, EventsAudit, StateAudit, StateEntry,
-};
+pub use audit::{audit, audit_all, Audit, EventAuditor, EventsAudit};
+pub use state::{audit_state, StateAudit, StateEntry};
 pub use truth::{fetch_truth, relations_fp, relations_json, value_fp, Fp, Truth};
 
 /// Why reading a topic for the audit failed.
