@@ -121,12 +121,20 @@ impl Deletions {
         if !self.enabled() {
             return d;
         }
-        let still = self.pending.keys().filter(|r| !ev.seen.contains(r));
+        // Iterate the smaller side: `pending` can be large while deletions are held.
+        let pending_seen = if ev.seen.len() < self.pending.len() {
+            ev.seen
+                .iter()
+                .filter(|r| self.pending.contains_key(r))
+                .count()
+        } else {
+            self.pending.keys().filter(|r| ev.seen.contains(r)).count()
+        };
         let new = ev
             .absent
             .keys()
             .filter(|r| !ev.seen.contains(r) && !self.pending.contains_key(r));
-        d.absent = still.count() + new.count();
+        d.absent = self.pending.len() - pending_seen + new.count();
         let mut due = 0usize;
         for (rel, (cust, window)) in &ev.absent {
             if ev.seen.contains(rel) {
@@ -160,7 +168,13 @@ impl Deletions {
         if !self.enabled() {
             return;
         }
-        self.pending.retain(|r, _| !ev.seen.contains(r));
+        if ev.seen.len() < self.pending.len() {
+            for r in &ev.seen {
+                self.pending.remove(r);
+            }
+        } else {
+            self.pending.retain(|r, _| !ev.seen.contains(r));
+        }
         let deleted: HashSet<u64> = d
             .due
             .values()
