@@ -171,3 +171,55 @@ fn json_config_errors_name_the_file_and_the_key() {
     let err = Config::load(Some(&path)).unwrap_err().to_string();
     assert!(err.contains(&path.display().to_string()), "{err}");
 }
+
+/// Every key of the connector's configuration can be set through the Helm chart: the chart's
+/// `values.schema.json` refuses unknown keys (`additionalProperties: false`), so a key added to
+/// [`Config`] but not to the schema could not be set by a Helm user at all. The keys the chart
+/// owns (the secret files it mounts, the state volume, the metrics port) are not values.
+#[test]
+fn every_config_key_is_in_the_helm_values_schema() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("helm/tanma-connector/values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let config = serde_json::to_value(Config::default()).unwrap();
+    let mut missing = Vec::new();
+    let chart_owned = [
+        "config.api.app_key_file",
+        "config.kafka.sasl_password_file",
+        "config.schema_registry.password_file",
+        "config.ops.listen",
+        "config.state.dir",
+    ];
+    missing_keys(
+        &config,
+        &schema["properties"]["config"],
+        "config",
+        &mut missing,
+    );
+    missing.retain(|k| !chart_owned.contains(&k.as_str()));
+    assert!(
+        missing.is_empty(),
+        "config keys the chart's values.schema.json does not allow: {missing:?}"
+    );
+}
+
+fn missing_keys(
+    value: &serde_json::Value,
+    schema: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    let Some(fields) = value.as_object() else {
+        return;
+    };
+    let allowed = &schema["properties"];
+    for (key, v) in fields {
+        let at = format!("{path}.{key}");
+        match allowed.get(key) {
+            Some(s) => missing_keys(v, s, &at, out),
+            None => out.push(at),
+        }
+    }
+}
