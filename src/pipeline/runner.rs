@@ -440,6 +440,10 @@ impl<S: WindowSource, L: TransactionalLog> Connector<S, L> {
         };
         let mut windows = Vec::with_capacity(done.len());
         for (pw, read) in done {
+            unit.set_rescan(matches!(
+                pw.kind,
+                WindowKind::Rescan { .. } | WindowKind::Retry { .. }
+            ));
             windows.push(pw);
             unit.add_window(read, &ctx)?;
         }

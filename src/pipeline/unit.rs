@@ -139,6 +139,8 @@ pub struct Unit {
     pub(super) staged_index: HashMap<String, usize>,
     /// Relations returned by the read being added.
     read_rows: usize,
+    /// Whether the read being added is a re-scan (or retry) read: see [`Unit::set_rescan`].
+    rescan: bool,
 }
 
 /// A unit of work could not be built.
@@ -189,6 +191,16 @@ impl Classify for UnitError {
 }
 
 impl Unit {
+    /// Marks the reads added next as re-scan (or retry) reads, or not. A re-scan read that
+    /// returns a relation makes the relation's window lie inside the read's window (the
+    /// intersection; its add time lies in both): re-scan reads are the evidence of absence, and
+    /// one whose window does not contain the relation's window can never be. Forward and
+    /// lookback reads only narrow it (their windows slide every cycle; cutting to each would
+    /// rewrite the state of every relation at their edge every cycle).
+    pub fn set_rescan(&mut self, rescan: bool) {
+        self.rescan = rescan;
+    }
+
     /// Adds one window's result to the unit. Customers already staged earlier in this unit are
     /// diffed against their staged (not yet committed) snapshot. The relations are moved into
     /// the unit's snapshots, not copied.
@@ -245,15 +257,20 @@ impl Unit {
         if ctx.deletions.is_some_and(Deletions::enabled) {
             self.evidence.seen.extend(khs.iter().copied());
         }
-        let seen_in = ctx.grid.record(RelWindow::from(window), self.read_rows);
+        let read_in = RelWindow::from(window);
+        let seen_in = ctx.grid.record(read_in, self.read_rows);
         // Fast path: every relation's fingerprint is already known, and its window is known
         // and no wider than this one → nothing to do.
         if staged_idx.is_none()
             && khs.iter().zip(&fps).all(|(kh, fp)| {
                 store.relation_fingerprint(*kh) == Some(*fp)
-                    && store
-                        .relation_window(*kh)
-                        .is_some_and(|w| seen_in.secs() >= w.secs())
+                    && store.relation_window(*kh).is_some_and(|w| {
+                        if self.rescan {
+                            read_in.contains(w)
+                        } else {
+                            seen_in.secs() >= w.secs()
+                        }
+                    })
             })
         {
             self.stats.unchanged += group.len() as u64;
@@ -284,7 +301,9 @@ impl Unit {
                 .iter()
                 .find(|m| m.key_hash == kh)
                 .and_then(|m| m.window);
-            if khs.contains(&kh) {
+            if khs.contains(&kh) && self.rescan {
+                Some(RelWindow::within(old, read_in, seen_in))
+            } else if khs.contains(&kh) {
                 Some(RelWindow::narrowed(old, seen_in))
             } else {
                 old

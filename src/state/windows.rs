@@ -69,6 +69,33 @@ impl RelWindow {
         }
     }
 
+    /// Whether `inner` lies inside this window.
+    pub fn contains(&self, inner: RelWindow) -> bool {
+        inner.since >= self.since && inner.before <= self.before
+    }
+
+    /// The window of a relation that a re-scan read of `read` returned (`seen`: `read` as
+    /// recorded): [`RelWindow::narrowed`] when the old window lies inside `read`, else its
+    /// intersection with `read`, which holds the add time too — so that the next read of
+    /// `read` is evidence for the relation. Disjoint: the add time moved, `seen` wins.
+    pub fn within(old: Option<RelWindow>, read: RelWindow, seen: RelWindow) -> RelWindow {
+        match old {
+            Some(o) if read.contains(o) => RelWindow::narrowed(Some(o), seen),
+            Some(o) => {
+                let cut = RelWindow {
+                    since: o.since.max(read.since),
+                    before: o.before.min(read.before),
+                };
+                if cut.secs() > 0 {
+                    cut
+                } else {
+                    seen
+                }
+            }
+            None => seen,
+        }
+    }
+
     fn from_pair((since, before): (i64, i64)) -> Option<RelWindow> {
         (before > since).then_some(RelWindow { since, before })
     }
@@ -339,6 +366,26 @@ mod tests {
         assert_eq!(
             RelWindow::narrowed(Some(w(0, 100)), w(200, 210)),
             w(200, 210)
+        );
+    }
+
+    #[test]
+    fn a_rescan_read_puts_the_window_inside_its_own() {
+        // Straddling the re-scan read's edge: cut to the part inside it.
+        assert_eq!(
+            RelWindow::within(Some(w(50, 150)), w(100, 200), w(100, 200)),
+            w(100, 150)
+        );
+        // Already inside: only narrowed (no rewrite by a wider read).
+        assert_eq!(
+            RelWindow::within(Some(w(120, 150)), w(100, 200), w(100, 200)),
+            w(120, 150)
+        );
+        assert_eq!(RelWindow::within(None, w(0, 10), w(0, 10)), w(0, 10));
+        assert_eq!(
+            RelWindow::within(Some(w(300, 400)), w(0, 10), w(0, 10)),
+            w(0, 10),
+            "disjoint: the add time moved"
         );
     }
 
