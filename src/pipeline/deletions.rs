@@ -35,9 +35,34 @@ pub struct Evidence {
     pub(crate) seen: HashSet<u64>,
     /// Relations absent from a complete read: `relation → (customer key hash, window)`.
     pub(crate) absent: HashMap<u64, (u64, Window)>,
+    /// The windows of the unit's complete reads, for [`Evidence::joined_reads`].
+    pub(crate) complete: Vec<Window>,
 }
 
 impl Evidence {
+    /// The unions of the unit's complete reads that touch each other and join two or more
+    /// reads: a relation whose window lies inside such a union (but inside none of its reads,
+    /// e.g. recorded from a wider window than the split leaves a re-scan reads now) is absent
+    /// from the union's reads just as well — its add time lies in one of them.
+    pub(crate) fn joined_reads(&self) -> Vec<Window> {
+        let mut reads = self.complete.clone();
+        reads.sort_by_key(|w| (w.since, w.before));
+        let mut out: Vec<(Window, usize)> = Vec::new();
+        for w in reads {
+            match out.last_mut() {
+                Some((u, n)) if w.since <= u.before => {
+                    u.before = u.before.max(w.before);
+                    *n += 1;
+                }
+                _ => out.push((w, 1)),
+            }
+        }
+        out.into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(u, _)| u)
+            .collect()
+    }
+
     /// Records the known relations `inside` the complete read of `window` that it did not
     /// return (the read's own relations must already be in `seen`).
     pub(crate) fn complete_read(&mut self, window: Window, inside: Vec<(u64, u64)>) {
@@ -221,6 +246,22 @@ impl Deletions {
 mod tests {
     use super::*;
     use chrono::DateTime;
+
+    fn span(a: i64, b: i64) -> Window {
+        let t = |s| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        Window::new(t(a), t(b))
+    }
+
+    #[test]
+    fn complete_reads_that_touch_are_joined() {
+        let ev = Evidence {
+            complete: vec![span(100, 200), span(0, 100), span(300, 400), span(150, 250)],
+            ..Evidence::default()
+        };
+        // [0,100)+[100,200)+[150,250) join; [300,400) stands alone and is judged by itself.
+        assert_eq!(ev.joined_reads(), vec![span(0, 250)]);
+        assert!(Evidence::default().joined_reads().is_empty());
+    }
 
     fn w() -> Window {
         let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();

@@ -228,6 +228,7 @@ impl Unit {
             // After the read's own relations were recorded as seen.
             let inside = ctx.store.relations_within(RelWindow::from(window));
             self.evidence.complete_read(window, inside);
+            self.evidence.complete.push(window);
         }
         Ok(())
     }

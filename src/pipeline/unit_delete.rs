@@ -17,6 +17,14 @@ impl Unit {
         let Some(deletions) = ctx.deletions else {
             return Ok(());
         };
+        if deletions.enabled() {
+            for union in self.evidence.joined_reads() {
+                let inside = ctx
+                    .store
+                    .relations_within(crate::state::RelWindow::from(union));
+                self.evidence.complete_read(union, inside);
+            }
+        }
         self.decision = deletions.decide(&self.evidence, ctx.store.relations());
         let due = std::mem::take(&mut self.decision.due);
         let mut applied = std::collections::BTreeMap::new();
