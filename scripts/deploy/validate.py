@@ -224,7 +224,7 @@ def check_config_offline(binary, name, text, container_env):
 
 @functools.lru_cache(maxsize=None)
 def known_metrics():
-    with open(os.path.join(ROOT, "src", "ops", "metrics.rs")) as f:
+    with open(os.path.join(ROOT, "src", "ops", "metric_names.rs")) as f:
         return frozenset(re.findall(r'"(tanma_[a-z0-9_]+)"', f.read()))
 
 
@@ -249,7 +249,7 @@ def check_dashboard_promql(docs):
                     problems.append(f"dashboard {key}, panel {title!r}: PromQL does not parse ({e}): {expr}")
                 used = {re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"tanma_[a-z0-9_]+", expr)}
                 for m in sorted(used - known_metrics()):
-                    problems.append(f"dashboard {key}, panel {title!r}: metric {m} is not one src/ops/metrics.rs describes")
+                    problems.append(f"dashboard {key}, panel {title!r}: metric {m} is not one src/ops/metric_names.rs declares")
     return problems
 
 
