@@ -569,9 +569,9 @@ async fn fetch_batch<S: WindowSource>(
     while let Some((pw, outcome)) = results.next().await {
         match outcome {
             Ok(WindowOutcome::Complete(read)) => {
-                metrics::counter!(names::WINDOWS_READ_TOTAL, "kind" => kind_label(&pw.kind))
+                metrics::counter!(names::WINDOWS_READ_TOTAL, "kind" => pw.kind.as_str())
                     .increment(1);
-                debug!(window = %pw.window, kind = kind_label(&pw.kind), total_count = read.total_count,
+                debug!(window = %pw.window, kind = pw.kind.as_str(), total_count = read.total_count,
                     requests = read.requests, "Window read.");
                 fetched.done.push((pw, read));
             }
@@ -589,13 +589,4 @@ async fn fetch_batch<S: WindowSource>(
         }
     }
     fetched
-}
-
-fn kind_label(k: &WindowKind) -> &'static str {
-    match k {
-        WindowKind::Forward => "forward",
-        WindowKind::Lookback => "lookback",
-        WindowKind::Rescan { .. } => "rescan",
-        WindowKind::Retry { .. } => "retry",
-    }
 }

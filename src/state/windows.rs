@@ -55,18 +55,17 @@ impl RelWindow {
         match old {
             None => seen,
             Some(old) if seen.secs() >= old.secs() => old,
-            Some(old) => {
-                let cut = RelWindow {
-                    since: old.since.max(seen.since),
-                    before: old.before.min(seen.before),
-                };
-                if cut.secs() > 0 {
-                    cut
-                } else {
-                    seen
-                }
-            }
+            Some(old) => old.cut_to(seen).unwrap_or(seen),
         }
+    }
+
+    /// The intersection with `other`, if it is not empty.
+    fn cut_to(self, other: RelWindow) -> Option<RelWindow> {
+        let cut = RelWindow {
+            since: self.since.max(other.since),
+            before: self.before.min(other.before),
+        };
+        (cut.secs() > 0).then_some(cut)
     }
 
     /// Whether `inner` lies inside this window.
@@ -81,17 +80,7 @@ impl RelWindow {
     pub fn within(old: Option<RelWindow>, read: RelWindow, seen: RelWindow) -> RelWindow {
         match old {
             Some(o) if read.contains(o) => RelWindow::narrowed(Some(o), seen),
-            Some(o) => {
-                let cut = RelWindow {
-                    since: o.since.max(read.since),
-                    before: o.before.min(read.before),
-                };
-                if cut.secs() > 0 {
-                    cut
-                } else {
-                    seen
-                }
-            }
+            Some(o) => o.cut_to(read).unwrap_or(seen),
             None => seen,
         }
     }
